@@ -1,0 +1,210 @@
+"""BVH (Biovision hierarchy) reading and writing as plain functions, after Blender's io_anim_bvh.
+
+Writing follows what Unity's BVH loaders expect by default: Y up, metres (or centimetres), `ZXY` rotation channels
+on every joint, translation channels on the root only, rest pose = T-pose with zero rotations.
+Reading accepts any channel layout, including files that put 6 channels on every joint (there the position
+channels replace the joint's OFFSET, as in the Bandai-Namco datasets).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from core.atomic import atomic_path
+from core.errors import BadBvhFile
+from core.motion import Motion
+from core.rotations import from_wxyz, to_wxyz
+from core.skeleton import Skeleton
+
+UNIT_SCALE = {"m": 1.0, "cm": 100.0}
+
+
+@dataclass
+class BvhData:
+    """A parsed BVH file, in the file's own units.
+
+    names/parents: J joints, parents first, root parent -1. offsets: (J, 3). end_sites: (J, 3), zeros where none.
+    channels: per joint the channel names in file order. values: (F, C) the MOTION block. frame_time: seconds.
+    """
+
+    names: list[str]
+    parents: np.ndarray
+    offsets: np.ndarray
+    end_sites: np.ndarray
+    channels: list[list[str]]
+    values: np.ndarray
+    frame_time: float
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.frame_time
+
+    def _columns(self) -> list[np.ndarray]:
+        starts = np.cumsum([0] + [len(c) for c in self.channels])
+        return [np.arange(starts[j], starts[j + 1]) for j in range(len(self.channels))]
+
+    def local_rotations(self) -> np.ndarray:
+        """(F, J, 4) w-x-y-z local rotations; a joint without rotation channels gets identity."""
+        out = np.zeros((self.num_frames, len(self.names), 4))
+        out[..., 0] = 1.0
+        for j, (chans, cols) in enumerate(zip(self.channels, self._columns())):
+            rot = [(c[0].upper(), col) for c, col in zip(chans, cols) if c.lower().endswith("rotation")]
+            if rot:
+                order = "".join(axis for axis, _ in rot)
+                angles = self.values[:, [col for _, col in rot]]
+                out[:, j] = to_wxyz(Rotation.from_euler(order, angles, degrees=True))
+        return out
+
+    def local_translations(self) -> np.ndarray:
+        """(F, J, 3) each joint's translation from its parent: position channels where present, else OFFSET."""
+        out = np.broadcast_to(self.offsets, (self.num_frames, *self.offsets.shape)).copy()
+        for j, (chans, cols) in enumerate(zip(self.channels, self._columns())):
+            for c, col in zip(chans, cols):
+                if c.lower().endswith("position"):
+                    out[:, j, "XYZ".index(c[0].upper())] = self.values[:, col]
+        return out
+
+    def positions(self) -> np.ndarray:
+        """(F, J, 3) world joint positions in file units."""
+        rots = self.local_rotations()
+        trans = self.local_translations()
+        pos = np.zeros_like(trans)
+        glob: list[Rotation] = []
+        for j, p in enumerate(self.parents):
+            local = from_wxyz(rots[:, j])
+            if p < 0:
+                glob.append(local)
+                pos[:, j] = trans[:, j]
+            else:
+                glob.append(glob[p] * local)
+                pos[:, j] = pos[:, p] + glob[p].apply(trans[:, j])
+        return pos
+
+
+_TOKEN = re.compile(r"\S+")
+
+
+def read_bvh(path: Path) -> BvhData:
+    """Parse a BVH file; BadBvhFile says where it is malformed."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise BadBvhFile(f"Cannot read BVH file {path}: {exc.strerror}.", "Check the path and permissions.") from exc
+    head, sep, motion = text.partition("MOTION")
+    if not sep or "HIERARCHY" not in head:
+        raise BadBvhFile(f"{path} is not a BVH file (no HIERARCHY/MOTION sections).", "Export it again as BVH.")
+    tokens = _TOKEN.findall(head.split("HIERARCHY", 1)[1])
+    names: list[str] = []
+    parents: list[int] = []
+    offsets: list[list[float]] = []
+    ends: list[list[float]] = []
+    channels: list[list[str]] = []
+    stack: list[int] = []
+    in_end = False
+    i = 0
+    try:
+        while i < len(tokens):
+            t = tokens[i]
+            if t in ("ROOT", "JOINT"):
+                names.append(tokens[i + 1])
+                parents.append(stack[-1] if stack else -1)
+                offsets.append([0.0, 0.0, 0.0])
+                ends.append([0.0, 0.0, 0.0])
+                channels.append([])
+                i += 2
+            elif t == "End":
+                in_end = True
+                i += 2
+            elif t == "{":
+                if not in_end:
+                    stack.append(len(names) - 1)
+                i += 1
+            elif t == "}":
+                if in_end:
+                    in_end = False
+                else:
+                    stack.pop()
+                i += 1
+            elif t == "OFFSET":
+                vals = [float(v) for v in tokens[i + 1:i + 4]]
+                if in_end:
+                    ends[stack[-1]] = vals
+                else:
+                    offsets[-1] = vals
+                i += 4
+            elif t == "CHANNELS":
+                n = int(tokens[i + 1])
+                channels[-1] = tokens[i + 2:i + 2 + n]
+                i += 2 + n
+            else:
+                raise ValueError(f"unexpected token {t!r}")
+        lines = motion.strip().splitlines()
+        frames = int(lines[0].split(":")[1])
+        frame_time = float(lines[1].split(":")[1])
+        ncols = sum(len(c) for c in channels)
+        values = np.array(" ".join(lines[2:2 + frames]).split(), dtype=np.float64)
+        values = values.reshape(frames, ncols) if frames else np.zeros((0, ncols))
+    except (ValueError, IndexError) as exc:
+        raise BadBvhFile(f"{path} is a malformed BVH file ({exc}).", "Export it again as BVH.") from exc
+    if not names:
+        raise BadBvhFile(f"{path} has no joints.", "Export it again as BVH.")
+    return BvhData(names, np.asarray(parents), np.asarray(offsets), np.asarray(ends), channels, values, frame_time)
+
+
+def bvh_to_motion(data: BvhData, units: str = "m") -> Motion:
+    """A BVH in Mimic's channel layout (root translation, rotations everywhere) as a Motion in metres."""
+    scale = 1.0 / UNIT_SCALE[units]
+    skeleton = Skeleton(tuple(data.names), data.parents, data.offsets * scale, data.end_sites * scale)
+    root = data.local_translations()[:, 0] * scale
+    return Motion(skeleton=skeleton, fps=data.fps, rotations=data.local_rotations(), root_positions=root)
+
+
+def write_bvh(path: Path, motion: Motion, units: str = "m", order: str = "ZXY") -> None:
+    """Write `motion` as BVH, atomically. units: "m" or "cm"; order: Euler channel order on every joint."""
+    scale = UNIT_SCALE[units]
+    sk = motion.skeleton
+    axis_channels = " ".join(f"{a}rotation" for a in order)
+    lines = ["HIERARCHY"]
+    children = [sk.children(j) for j in range(sk.num_joints)]
+
+    def emit(j: int, depth: int) -> None:
+        pad = "  " * depth
+        kind = "ROOT" if sk.parents[j] < 0 else "JOINT"
+        off = sk.offsets[j] * scale
+        lines.append(f"{pad}{kind} {sk.names[j]}")
+        lines.append(f"{pad}{{")
+        lines.append(f"{pad}  OFFSET {off[0]:.6f} {off[1]:.6f} {off[2]:.6f}")
+        if sk.parents[j] < 0:
+            lines.append(f"{pad}  CHANNELS 6 Xposition Yposition Zposition {axis_channels}")
+        else:
+            lines.append(f"{pad}  CHANNELS 3 {axis_channels}")
+        for c in children[j]:
+            emit(c, depth + 1)
+        if not children[j]:
+            end = sk.end_sites[j] * scale
+            lines.extend([f"{pad}  End Site", f"{pad}  {{",
+                          f"{pad}    OFFSET {end[0]:.6f} {end[1]:.6f} {end[2]:.6f}", f"{pad}  }}"])
+        lines.append(f"{pad}}}")
+
+    emit(0, 0)
+    frames = motion.num_frames
+    # Joints are written depth-first; the MOTION columns must follow that same order.
+    written = [sk.index(line.split()[1]) for line in lines if line.strip().startswith(("ROOT", "JOINT"))]
+    eulers = [from_wxyz(motion.rotations[:, j]).as_euler(order, degrees=True) for j in written]
+    table = np.concatenate([np.asarray(motion.root_positions, dtype=np.float64) * scale] + eulers, axis=1)
+    lines += ["MOTION", f"Frames: {frames}", f"Frame Time: {1.0 / motion.fps:.8f}"]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write("\n".join(lines) + "\n")
+            np.savetxt(fh, table, fmt="%.6f")

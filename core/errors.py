@@ -1,0 +1,62 @@
+"""One exception type per failure the user can act on; each carries a fix-it hint and an exit code."""
+
+from __future__ import annotations
+
+
+class MimicError(Exception):
+    """Base of every error Mimic reports to a user: `str(err)` is one line naming the problem and the fix."""
+
+    exit_code: int = 1
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem} {fix}".strip())
+
+    def to_json(self) -> dict[str, object]:
+        """The `error` object of the JSON-lines protocol."""
+        return {"type": type(self).__name__, "message": str(self), "exit_code": self.exit_code}
+
+
+class InputNotFound(MimicError):
+    exit_code = 3
+
+
+class NotAVideo(MimicError):
+    exit_code = 4
+
+
+class EmptyClip(MimicError):
+    exit_code = 5
+
+
+class BadRange(MimicError):
+    exit_code = 6
+
+
+class NoPersonFound(MimicError):
+    exit_code = 7
+
+
+class OutputExists(MimicError):
+    exit_code = 8
+
+
+class OutputNotWritable(MimicError):
+    exit_code = 9
+
+
+class BadMotionFile(MimicError):
+    exit_code = 10
+
+
+class BadBvhFile(MimicError):
+    exit_code = 11
+
+
+class WeightsMissing(MimicError):
+    exit_code = 12
+
+
+class Cancelled(MimicError):
+    exit_code = 130
