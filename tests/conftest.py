@@ -1,0 +1,46 @@
+"""Shared fixtures: paths to the repo, the sample clips and the test rigs (fetched at set-up by tools/fetch_assets.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SAMPLES = ROOT / "sample_clips"
+WALK_CLIP = SAMPLES / "sports2d_walk.mp4"
+BALANCE_CLIP = SAMPLES / "pose2sim_balance.mp4"
+MPFB2_RIGS = ROOT / ".cache" / "rigs" / "mpfb2"
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def walk_clip() -> Path:
+    assert WALK_CLIP.is_file(), "sample clips missing: run `make setup` (tools/fetch_assets.py)"
+    return WALK_CLIP
+
+
+@pytest.fixture(scope="session")
+def balance_clip() -> Path:
+    assert BALANCE_CLIP.is_file(), "sample clips missing: run `make setup` (tools/fetch_assets.py)"
+    return BALANCE_CLIP
+
+
+@pytest.fixture(scope="session")
+def mpfb2_rigs() -> Path:
+    assert MPFB2_RIGS.is_dir(), "test rigs missing: run `make setup` (tools/fetch_assets.py)"
+    return MPFB2_RIGS
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test session gets its own detection cache, so tests never see a developer's cache."""
+    monkeypatch.setenv("MIMIC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mimic-cache"))
