@@ -18,8 +18,12 @@ def check_output(path: Path, overwrite: bool) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputNotWritable(f"Output folder {parent} does not exist.", "Create it or choose another output path.")
-    if not os.access(parent, os.W_OK):
-        raise OutputNotWritable(f"Output folder {parent} is not writable.", "Choose a folder you can write to.")
+    try:  # os.access() says yes to root even on read-only mounts, so really try.
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    except OSError:
+        raise OutputNotWritable(f"Output folder {parent} is not writable.", "Choose a folder you can write to.") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,101 @@
+"""Command line: `python -m core [VIDEO] [-o OUT.bvh|OUT.npz] [options]`. With no video, converts the sample clip."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from core import __version__
+from core.errors import Cancelled, InputNotFound, MimicError
+from core.progress import JsonReporter, NullReporter, Reporter, TqdmReporter
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CLIP = ROOT / "sample_clips" / "sports2d_walk.mp4"
+DEFAULT_OUT_DIR = ROOT / "out"
+
+
+def _person(value: str) -> str | int:
+    if value in ("largest", "left", "right"):
+        return value
+    try:
+        index = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use largest, left, right or a person index (0 = left-most)") from None
+    if index < 0:
+        raise argparse.ArgumentTypeError("a person index counts from 0 (the left-most person)")
+    return index
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core.lift import DEFAULT_LIFTER, LIFTERS
+    from core.pipeline import ConvertOptions
+
+    d = ConvertOptions()
+    p = argparse.ArgumentParser(prog="python -m core", description="Turn a video of a person into skeletal "
+                                "animation (BVH, or a Mimic motion file for the Blender add-on).")
+    p.add_argument("video", nargs="?", type=Path, help=f"input video (default: the sample clip {DEFAULT_CLIP.name})")
+    p.add_argument("-o", "--output", type=Path, help="output .bvh or .npz (default: out/<clip>.bvh)")
+    p.add_argument("--start", type=float, default=d.start_s, metavar="SECONDS", help="start of the range to convert")
+    p.add_argument("--end", type=float, default=d.end_s, metavar="SECONDS", help="end of the range to convert")
+    p.add_argument("--person", type=_person, default=d.person,
+                   help="who to track: largest (default), left, right, or an index counted from the left (0, 1, …)")
+    p.add_argument("--lifter", choices=sorted(LIFTERS), default=DEFAULT_LIFTER, help="2D→3D lifter")
+    p.add_argument("--cutoff", type=float, default=d.cutoff_hz, metavar="HZ",
+                   help=f"smoothing low-pass cutoff in Hz, 0 = off (default {d.cutoff_hz:g})")
+    p.add_argument("--max-gap", type=float, default=d.max_gap_s, metavar="SECONDS",
+                   help=f"interpolate detection gaps up to this long, hold longer ones (default {d.max_gap_s:g})")
+    p.add_argument("--units", choices=("m", "cm"), default=d.units, help="BVH length unit (default m)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    p.add_argument("--no-cache", action="store_true", help="run detection again even if cached")
+    p.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
+                   help="progress display: a bar on a terminal (auto), JSON lines on stdout (json), or none")
+    p.add_argument("--version", action="version", version=f"mimic {__version__}")
+    return p
+
+
+def _reporter(mode: str) -> Reporter:
+    if mode == "json":
+        return JsonReporter()
+    if mode == "none" or (mode == "auto" and not sys.stderr.isatty()):
+        return NullReporter()
+    return TqdmReporter()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging off the terminal
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from core.pipeline import ConvertOptions, convert
+
+    args = build_parser().parse_args(argv)
+    reporter = _reporter(args.progress)
+    try:
+        video = args.video or DEFAULT_CLIP
+        if args.video is None and not DEFAULT_CLIP.is_file():
+            raise InputNotFound(f"The sample clip {DEFAULT_CLIP} is missing.", "Run `make setup` to fetch it.")
+        output = args.output
+        if output is None:
+            DEFAULT_OUT_DIR.mkdir(exist_ok=True)
+            output = DEFAULT_OUT_DIR / f"{Path(video).stem}.bvh"
+        options = ConvertOptions(start_s=args.start, end_s=args.end, person=args.person, lifter=args.lifter,
+                                 cutoff_hz=args.cutoff, max_gap_s=args.max_gap, units=args.units,
+                                 overwrite=args.overwrite, use_cache=not args.no_cache)
+        try:
+            motion = convert(video, output, options, reporter)
+        except KeyboardInterrupt:
+            raise Cancelled("Interrupted; nothing was written.", "Run the command again to convert.") from None
+    except MimicError as err:
+        reporter.error(err.to_json())
+        if not isinstance(reporter, JsonReporter):
+            print(f"mimic: error: {err}", file=sys.stderr)
+        return err.exit_code
+    reporter.done(output=str(Path(output).resolve()), frames=motion.num_frames, fps=motion.fps)
+    if isinstance(reporter, NullReporter) and args.progress != "none":
+        print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

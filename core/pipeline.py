@@ -1,0 +1,122 @@
+"""The conversion pipeline: video → detections → 3D keypoints → filtered → joint rotations → BVH or motion file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from core import __version__
+from core.atomic import check_output
+from core.errors import OutputNotWritable
+from core.lift import DEFAULT_LIFTER, get_lifter
+from core.motion import Motion, save_motion
+from core.progress import NullReporter, Reporter
+
+OUTPUT_FORMATS = (".bvh", ".npz")
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Every user-facing setting of a conversion, with its default.
+
+    start_s/end_s: clip range in seconds (None = whole clip). person: "largest", "left", "right" or an index
+    counted from the left. lifter: see core.lift.LIFTERS. cutoff_hz: smoothing low-pass cutoff (0 = off).
+    max_gap_s: detection gaps up to this long are interpolated, longer ones held and reported.
+    units: BVH length unit, "m" or "cm". use_cache: reuse cached detections of the same video and settings.
+    """
+
+    start_s: float | None = None
+    end_s: float | None = None
+    person: str | int = "largest"
+    lifter: str = DEFAULT_LIFTER
+    cutoff_hz: float = 6.0
+    max_gap_s: float = 0.5
+    units: str = "m"
+    overwrite: bool = False
+    use_cache: bool = True
+
+
+def check_output_path(output: Path, overwrite: bool) -> None:
+    """Fail before any work if `output` has an unknown format or cannot be written."""
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        raise OutputNotWritable(f"Unknown output format {output.suffix or '(none)'!r} for {output}.",
+                                "Use a .bvh (animation) or .npz (Mimic motion file) extension.")
+    check_output(output, overwrite)
+
+
+def _uniform_detections(det: "Detections") -> "Detections":  # noqa: F821
+    """Resample detections of a variable-frame-rate video onto a constant grid at det.fps."""
+    from core.filters import resample
+
+    step = 1.0 / det.fps
+    if det.num_frames < 2 or np.max(np.abs(np.diff(det.times) - step)) < 0.25 * step:
+        return det
+    times, image = resample(det.times, det.image, det.fps)
+    _, world = resample(det.times, det.world, det.fps)
+    _, present = resample(det.times, det.present.astype(np.float64), det.fps)
+    return replace(det, times=times, image=image, world=world, present=present > 0.5)
+
+
+def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Reporter = NullReporter()) -> Motion:
+    """Convert `video` into a Motion (no file written)."""
+    from core.detect2d import detect
+    from core.filters import fill_gaps, smooth
+    from core.ik import solve
+
+    det = detect(video, options.start_s, options.end_s, options.person, reporter,
+                 cache_dir=None if options.use_cache else False)
+    det = _uniform_detections(det)
+    frames = det.num_frames
+
+    reporter.stage("lift", frames)
+    lifted = get_lifter(options.lifter).lift(det)
+    reporter.update(frames)
+
+    reporter.stage("filter", frames)
+    valid = (lifted.confidence > 0) & np.all(np.isfinite(lifted.keypoints), axis=-1)
+    keypoints, gaps = fill_gaps(lifted.keypoints, valid, det.fps, options.max_gap_s)
+    keypoints = smooth(keypoints, det.fps, options.cutoff_hz)
+    for gap in gaps:
+        reporter.warn(f"lost track of {gap[0]} for frames {gap[1]}–{gap[2]}: held still there")
+    reporter.update(frames)
+
+    reporter.stage("solve", frames)
+    motion = solve(keypoints, lifted.confidence, det.fps)
+    reporter.update(frames)
+
+    motion.keypoints_2d = det.image
+    motion.meta.update(
+        mimic_version=__version__,
+        source={"video": str(Path(video).resolve()), "start_s": options.start_s, "end_s": options.end_s,
+                "width": det.width, "height": det.height, **det.info},
+        times=det.times.tolist(),
+        lifter=lifted.lifter,
+        options=asdict(options),
+        gaps=[list(map(str, g)) for g in gaps],
+    )
+    return motion
+
+
+def write(motion: Motion, output: Path, units: str = "m") -> Path:
+    """Write `motion` to `output` (.bvh or .npz) atomically."""
+    from core.bvh import write_bvh
+
+    if output.suffix.lower() == ".bvh":
+        write_bvh(output, motion, units=units)
+    else:
+        save_motion(motion, output)
+    return output
+
+
+def convert(video: Path, output: Path, options: ConvertOptions = ConvertOptions(),
+            reporter: Reporter = NullReporter()) -> Motion:
+    """The whole job: check the output path, convert `video`, write `output`; returns the Motion."""
+    video, output = Path(video), Path(output)
+    check_output_path(output, options.overwrite)
+    motion = run(video, options, reporter)
+    reporter.stage("write", motion.num_frames)
+    write(motion, output, options.units)
+    reporter.update(motion.num_frames)
+    return motion
