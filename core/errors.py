@@ -46,6 +46,10 @@ class OutputNotWritable(MimicError):
     exit_code = 9
 
 
+class UnsupportedOutput(MimicError):
+    exit_code = 13
+
+
 class BadMotionFile(MimicError):
     exit_code = 10
 

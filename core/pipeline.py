@@ -9,7 +9,7 @@ import numpy as np
 
 from core import __version__
 from core.atomic import check_output
-from core.errors import OutputNotWritable
+from core.errors import UnsupportedOutput
 from core.lift import DEFAULT_LIFTER, get_lifter
 from core.motion import Motion, save_motion
 from core.progress import NullReporter, Reporter
@@ -41,7 +41,7 @@ class ConvertOptions:
 def check_output_path(output: Path, overwrite: bool) -> None:
     """Fail before any work if `output` has an unknown format or cannot be written."""
     if output.suffix.lower() not in OUTPUT_FORMATS:
-        raise OutputNotWritable(f"Unknown output format {output.suffix or '(none)'!r} for {output}.",
+        raise UnsupportedOutput(f"Unknown output format {output.suffix or '(none)'!r} for {output}.",
                                 "Use a .bvh (animation) or .npz (Mimic motion file) extension.")
     check_output(output, overwrite)
 
