@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.atomic import atomic_path
+from core.errors import BadRange, NoPersonFound
+from core.person import PersonRule, PersonTracker, parse_person
+from core.progress import NullReporter, Reporter
+from core.video import VideoInfo, check_range, iter_frames, probe
+
+NUM_LANDMARKS = 33
+CACHE_FORMAT = 1  # bump when the cached arrays or their meaning change
+
+
+@dataclass(frozen=True)
+class PoseSettings:
+    """MediaPipe Pose (legacy solution) settings; all of them change the result, so all are in the cache key."""
+
+    model_complexity: int = 1
+    smooth_landmarks: bool = True
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+
+
+POSE = PoseSettings()
 
 
 @dataclass
@@ -30,3 +58,163 @@ class Detections:
     @property
     def num_frames(self) -> int:
         return int(self.times.shape[0])
+
+
+def make_pose(static: bool, settings: PoseSettings = POSE) -> Any:
+    """A MediaPipe legacy Pose graph: tracking mode (static=False) or one detection per image (static=True)."""
+    import mediapipe as mp
+
+    return mp.solutions.pose.Pose(
+        static_image_mode=static,
+        model_complexity=settings.model_complexity,
+        smooth_landmarks=settings.smooth_landmarks,
+        enable_segmentation=False,
+        min_detection_confidence=settings.min_detection_confidence,
+        min_tracking_confidence=settings.min_tracking_confidence,
+    )
+
+
+def detect(
+    path: Path | str,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    person: PersonRule | str = "largest",
+    reporter: Reporter = NullReporter(),
+    cache_dir: Path | str | None = None,
+    use_cache: bool = True,
+) -> Detections:
+    """MediaPipe Pose landmarks of one person for every frame of `path` with start_s <= time < end_s.
+
+    person: "largest", "left", "right" or N (the N-th person from the left, 0-based), chosen among the people
+    in the first frame where anyone is found, then tracked. Results are cached under `cache_dir` (default
+    $MIMIC_CACHE_DIR or ~/.cache/mimic, subfolder detect/) unless use_cache is False.
+    Raises InputNotFound, NotAVideo, EmptyClip, BadRange, NoPersonFound; KeyboardInterrupt passes through.
+    """
+    path = Path(path)
+    rule = parse_person(person)
+    info = probe(path)
+    start, end = check_range(info, start_s, end_s)
+    total = max(1, round((end - start) * info.fps))
+    settings = {
+        "start_s": start,
+        "end_s": end,
+        "person": rule,
+        "pose": dataclasses.asdict(POSE),
+        "mediapipe": _mediapipe_version(),
+        "cache_format": CACHE_FORMAT,
+    }
+    cache_file = None
+    if use_cache:
+        key = hashlib.sha256(json.dumps({"video": file_sha256(path), **settings}, sort_keys=True).encode()).hexdigest()
+        cache_file = cache_root(cache_dir) / "detect" / f"{key}.npz"
+        cached = _load(cache_file, info)
+        if cached is not None:
+            reporter.stage("detect", cached.num_frames)
+            reporter.update(cached.num_frames)
+            return cached
+
+    reporter.stage("detect", total)
+    det = _run(info, start, end, rule, reporter, settings)
+    if cache_file is not None:
+        _save(cache_file, det)
+    return det
+
+
+def _run(
+    info: VideoInfo, start: float, end: float, rule: PersonRule, reporter: Reporter, settings: dict[str, Any]
+) -> Detections:
+    """Decode and detect every frame of the range: the hot loop."""
+    times: list[float] = []
+    image: list[np.ndarray] = []
+    world: list[np.ndarray] = []
+    missing = np.full((NUM_LANDMARKS, 3), np.nan)
+    tracker = PersonTracker(rule, make_pose, fps=info.fps)
+    try:
+        with contextlib.closing(iter_frames(info.path, start, end)) as frames:
+            for n, frame in enumerate(frames, 1):
+                found = tracker.process(frame.rgb)
+                times.append(frame.time_s)
+                if found is None:
+                    image.append(missing)
+                    world.append(missing)
+                else:
+                    image.append(found.image)
+                    world.append(found.world)
+                reporter.update(n)
+    finally:
+        tracker.close()
+    if not times:
+        raise BadRange(
+            f"{info.path.name} has no frames between {start:g} s and {end:g} s.", "Choose a longer time range."
+        )
+    image_arr = np.stack(image).astype(np.float32)
+    world_arr = np.stack(world).astype(np.float32)
+    present = ~np.isnan(image_arr[:, 0, 0])
+    image_arr[~present, :, 2] = 0.0
+    if not present.any():
+        where = "" if start == 0 and end >= info.duration_s else f" between {start:g} s and {end:g} s"
+        raise NoPersonFound(
+            f"No person was found in {info.path.name}{where}.",
+            "Film the whole body, well lit, with the person clearly in view, or choose another time range.",
+        )
+    return Detections(
+        times=np.asarray(times, dtype=np.float64),
+        image=image_arr,
+        world=world_arr,
+        present=present,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        info={"video": _video_json(info), **settings, "candidates": tracker.candidates},
+    )
+
+
+def cache_root(cache_dir: Path | str | None = None) -> Path:
+    """Where Mimic caches results: `cache_dir`, else $MIMIC_CACHE_DIR, else ~/.cache/mimic."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("MIMIC_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "mimic"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of the file's content (hashlib releases the GIL on large chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _mediapipe_version() -> str:
+    import mediapipe as mp
+
+    return str(mp.__version__)
+
+
+def _video_json(info: VideoInfo) -> dict[str, Any]:
+    return {**dataclasses.asdict(info), "path": str(info.path)}
+
+
+def _save(path: Path, det: Detections) -> None:
+    """Write `det` as an .npz (no pickles) atomically; a cache that cannot be written is skipped silently."""
+    meta = {"width": det.width, "height": det.height, "fps": det.fps, "info": det.info}
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, times=det.times, image=det.image, world=det.world, present=det.present, meta_json=json.dumps(meta))
+
+
+def _load(path: Path, info: VideoInfo) -> Detections | None:
+    """The cached detections at `path`, or None if there are none or they cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta_json"]))
+            arrays = {name: data[name] for name in ("times", "image", "world", "present")}
+    except (OSError, ValueError, KeyError):
+        return None
+    meta["info"]["video"] = _video_json(info)  # the same content may sit at another path now
+    return Detections(**arrays, width=meta["width"], height=meta["height"], fps=meta["fps"], info=meta["info"])
+
