@@ -1,0 +1,437 @@
+"""Bone maps between Mimic's canonical humanoid and a user's armature: conventions as data, auto-detection, presets.
+
+Pure Python on bone names and parents (no bpy), so it runs and is tested anywhere. A bone map is a plain
+`dict[str, str]`: canonical joint name (rigs/humanoid.json) -> the armature's bone name. An armature is described by
+`bones: Mapping[str, str | None]`, each bone name -> its parent's name (None for a root), as `armature_bones` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+RIGS_DIR = Path(__file__).resolve().parent.parent / "rigs"
+PRESET_FORMAT = "mimic_bone_map"
+PRESET_VERSION = 1
+
+# Match qualities, best first: the name as written; the name without a namespace ("mixamorig:", "Armature|") or a
+# prefix every bone shares; the same words and side in any case or spelling ("upper_arm.L" = "LeftUpperArm").
+EXACT, STRIPPED, SIMILAR = 1.0, 0.95, 0.9
+REQUIRED_WEIGHT, OPTIONAL_WEIGHT = 2.0, 1.0
+
+_SIDE_WORDS = {"l": "L", "left": "L", "r": "R", "right": "R"}
+_SIDE_CHARS = {"左": "L", "右": "R"}
+_TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+|[^\W\dA-Za-z_]+")
+
+
+class RigMapError(Exception):
+    """The armature cannot be mapped onto the humanoid (required bones missing, or a bad bone map / preset)."""
+
+
+@dataclass(frozen=True)
+class Humanoid:
+    """The canonical humanoid: joint names parents-first, each joint's parent, which are required, the L/R pairs,
+    each joint's aim child (the joint its bone points at) and the branch points checked by hierarchy."""
+
+    names: tuple[str, ...]
+    parents: dict[str, str | None]
+    offsets: dict[str, tuple[float, float, float]]
+    ends: dict[str, tuple[float, float, float]]
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    pairs: tuple[tuple[str, str], ...]
+    aim: dict[str, str]
+    branch_points: dict[str, tuple[str, ...]]
+
+    def ancestors(self, name: str) -> list[str]:
+        """Canonical ancestors of `name`, nearest first."""
+        out: list[str] = []
+        parent = self.parents[name]
+        while parent is not None:
+            out.append(parent)
+            parent = self.parents[parent]
+        return out
+
+    def mirror(self, name: str) -> str | None:
+        """The other side's joint of a left/right pair, None for a centre joint."""
+        for left, right in self.pairs:
+            if name == left:
+                return right
+            if name == right:
+                return left
+        return None
+
+
+@dataclass(frozen=True)
+class Convention:
+    """One naming convention: for each canonical joint, candidate bone names in order of preference."""
+
+    name: str
+    label: str
+    description: str
+    priority: int
+    bones: dict[str, tuple[str, ...]]
+
+
+@dataclass
+class Detection:
+    """Result of auto-detection. bone_map: canonical -> armature bone; score: 0..1 name match of the convention;
+    by_name / filled: joints mapped by name / by hierarchy; missing_required / missing_optional: joints not mapped;
+    scores: every convention's score."""
+
+    convention: str
+    label: str
+    score: float
+    bone_map: dict[str, str]
+    by_name: list[str] = field(default_factory=list)
+    filled: list[str] = field(default_factory=list)
+    missing_required: list[str] = field(default_factory=list)
+    missing_optional: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def is_complete(self) -> bool:
+        """True when every required joint is mapped."""
+        return not self.missing_required
+
+    def message(self, armature_name: str = "The armature") -> str:
+        """One line for the user: what was detected, or which required bones are missing and what to do."""
+        if self.is_complete:
+            return (f"{armature_name}: {self.label} rig, {len(self.bone_map)} of {len(load_humanoid().names)} "
+                    f"bones mapped ({len(self.filled)} by hierarchy).")
+        return (f"{armature_name} is not a humanoid rig Mimic recognises: no bone found for "
+                f"{', '.join(self.missing_required)}. Map these bones by hand in the Mimic panel's bone map, "
+                f"or load a bone-map preset.")
+
+
+@lru_cache(maxsize=1)
+def load_humanoid() -> Humanoid:
+    """rigs/humanoid.json (hierarchy, rest offsets) joined with rigs/humanoid_bones.json (required, pairs...)."""
+    rig = json.loads((RIGS_DIR / "humanoid.json").read_text(encoding="utf-8"))
+    info = json.loads((RIGS_DIR / "humanoid_bones.json").read_text(encoding="utf-8"))
+    joints = rig["joints"]
+    return Humanoid(
+        names=tuple(j["name"] for j in joints),
+        parents={j["name"]: j["parent"] for j in joints},
+        offsets={j["name"]: tuple(j["offset"]) for j in joints},
+        ends={j["name"]: tuple(j.get("end", (0.0, 0.0, 0.0))) for j in joints},
+        required=tuple(info["required"]),
+        optional=tuple(info["optional"]),
+        pairs=tuple((a, b) for a, b in info["pairs"]),
+        aim=dict(info["aim"]),
+        branch_points={k: tuple(v) for k, v in info["branch_points"].items()},
+    )
+
+
+@lru_cache(maxsize=1)
+def load_conventions() -> dict[str, Convention]:
+    """Every rigs/conventions/*.json, by name, in priority order (earlier wins a tie)."""
+    out = []
+    for path in sorted((RIGS_DIR / "conventions").glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        out.append(Convention(data["name"], data["label"], data["description"], int(data["priority"]),
+                              {k: tuple(v) for k, v in data["bones"].items()}))
+    return {c.name: c for c in sorted(out, key=lambda c: c.priority)}
+
+
+def strip_namespace(name: str) -> str:
+    """`mixamorig:Hips` -> `Hips`, `Armature|Hips` -> `Hips`."""
+    return re.split(r"[:|]", name)[-1]
+
+
+def name_key(name: str) -> tuple[str, str]:
+    """(side, words) of a bone name, tolerant of case, separators and side spelling:
+    `upper_arm.L`, `LeftUpperArm`, `UpperArm_l`, `Upper Arm Left` -> ("L", "upperarm"); `左腕`, `腕.L` -> ("L", "腕")."""
+    base = strip_namespace(name)
+    side = ""
+    if base[:1] in _SIDE_CHARS:
+        side, base = _SIDE_CHARS[base[0]], base[1:]
+    words: list[str] = []
+    for token in _TOKEN.findall(base):
+        low = token.lower()
+        if low in _SIDE_WORDS:
+            side = side or _SIDE_WORDS[low]
+        else:
+            words.append(low)
+    return side, "".join(words)
+
+
+def common_prefix(names: list[str]) -> str:
+    """A prefix ending at a separator that at least 60 % of the bones share (e.g. `Character1_`, `DEF-`), or ''."""
+    counts: dict[str, int] = {}
+    for name in names:
+        base = strip_namespace(name)
+        for i, ch in enumerate(base[:-1]):
+            if ch in "_-. ":
+                counts[base[:i + 1]] = counts.get(base[:i + 1], 0) + 1
+    need = max(3, 0.6 * len(names))
+    best = [p for p, n in counts.items() if n >= need]
+    return max(best, key=len) if best else ""
+
+
+class _Index:
+    """Lookup of an armature's bones by exact name, stripped name and name key."""
+
+    def __init__(self, names: list[str]) -> None:
+        prefix = common_prefix(names)
+        self.exact = {n: n for n in names}
+        self.stripped: dict[str, str] = {}
+        self.keys: dict[tuple[str, str], str] = {}
+        for n in names:
+            variants = [strip_namespace(n)]
+            if prefix and variants[0].startswith(prefix):
+                variants.append(variants[0][len(prefix):])
+            for v in variants:
+                self.stripped.setdefault(v, n)
+                self.keys.setdefault(name_key(v), n)
+
+    def find(self, candidate: str) -> tuple[str, float] | None:
+        """Best bone for a candidate name and the match quality, or None."""
+        if candidate in self.exact:
+            return candidate, EXACT
+        bare = strip_namespace(candidate)
+        if bare in self.stripped:
+            return self.stripped[bare], STRIPPED
+        key = name_key(candidate)
+        if key[1] and key in self.keys:
+            return self.keys[key], SIMILAR
+        return None
+
+
+def match_convention(bones: Mapping[str, str | None], convention: Convention) -> tuple[dict[str, str], float]:
+    """Map canonical joints by name alone with one convention; returns (bone_map, score 0..1)."""
+    human = load_humanoid()
+    index = _Index(list(bones))
+    bone_map: dict[str, str] = {}
+    used: set[str] = set()
+    got = total = 0.0
+    for joint in human.names:
+        weight = REQUIRED_WEIGHT if joint in human.required else OPTIONAL_WEIGHT
+        total += weight
+        for candidate in convention.bones.get(joint, ()):
+            hit = index.find(candidate)
+            if hit is not None and hit[0] not in used:
+                bone_map[joint] = hit[0]
+                used.add(hit[0])
+                got += weight * hit[1]
+                break
+    return bone_map, got / total
+
+
+def _ancestors(bones: Mapping[str, str | None], name: str) -> list[str]:
+    out: list[str] = []
+    parent = bones.get(name)
+    while parent is not None and parent in bones and parent not in out:
+        out.append(parent)
+        parent = bones.get(parent)
+    return out
+
+
+def _children(bones: Mapping[str, str | None]) -> dict[str, list[str]]:
+    kids: dict[str, list[str]] = {n: [] for n in bones}
+    for n, p in bones.items():
+        if p is not None and p in kids:
+            kids[p].append(n)
+    return kids
+
+
+def _lca(bones: Mapping[str, str | None], names: list[str]) -> str | None:
+    """Lowest common ancestor-or-self of bones `names`."""
+    chains = [[n] + _ancestors(bones, n) for n in names]
+    common = set(chains[0]).intersection(*chains[1:])
+    return next((n for n in chains[0] if n in common), None)
+
+
+def mirror_name(name: str) -> list[str]:
+    """Plausible other-side spellings of a bone name (`thigh_l` -> `thigh_r`, `LeftArm` -> `RightArm` ...)."""
+    swaps = [(r"\.L\b", ".R"), (r"\.R\b", ".L"), (r"_l$", "_r"), (r"_r$", "_l"), (r"_L$", "_R"), (r"_R$", "_L"),
+             ("Left", "Right"), ("Right", "Left"), ("left", "right"), ("right", "left"), ("左", "右"), ("右", "左"),
+             (r"_L_", "_R_"), (r"_R_", "_L_"), (r"^L(?=[A-Z_])", "R"), (r"^R(?=[A-Z_])", "L")]
+    out = []
+    for pattern, repl in swaps:
+        other = re.sub(pattern, repl, name)
+        if other != name:
+            out.append(other)
+    return out
+
+
+def _is_consistent(bones: Mapping[str, str | None], bone_map: dict[str, str], joint: str) -> bool:
+    """The joint's bone lies strictly below the bone of its nearest mapped canonical ancestor."""
+    human = load_humanoid()
+    anc = next((a for a in human.ancestors(joint) if a in bone_map), None)
+    return anc is None or bone_map[anc] in _ancestors(bones, bone_map[joint])
+
+
+def fill_by_hierarchy(bones: Mapping[str, str | None], bone_map: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Repair a name-based map with the bone hierarchy: branch points (hips, chest) from where the limbs meet,
+    drop joints that sit above their canonical parent, and fill missing joints from the other side's spelling or
+    from the chain between mapped neighbours. Returns (new map, joints filled)."""
+    human = load_humanoid()
+    out = dict(bone_map)
+    kids = _children(bones)
+    filled: list[str] = []
+    for joint, members in human.branch_points.items():
+        mapped = [out[m] for m in members if m in out]
+        lca = _lca(bones, mapped) if len(mapped) == len(members) else None
+        current = out.get(joint)
+        if lca is None or lca == current:
+            continue
+        if current is not None and human.parents[joint] is None and current in _ancestors(bones, lca):
+            continue  # a root bone above where legs and spine meet (MMD's センター) drives them all: keep it
+        above = next((out[a] for a in human.ancestors(joint) if a in out), None)
+        if above is not None and above not in _ancestors(bones, lca):
+            continue
+        for other in [k for k, v in out.items() if v == lca]:
+            del out[other]
+        out[joint] = lca
+        filled.append(joint)
+    for joint in human.names:
+        if joint in out and not _is_consistent(bones, out, joint):
+            del out[joint]
+    for joint in human.names:
+        if joint in out:
+            continue
+        other = human.mirror(joint)
+        if other in out:
+            for name in mirror_name(out[other]):
+                if name in bones and name not in out.values():
+                    out[joint] = name
+                    if _is_consistent(bones, out, joint):
+                        filled.append(joint)
+                        break
+                    del out[joint]
+            if joint in out:
+                continue
+        anc = next((a for a in human.ancestors(joint) if a in out), None)
+        if anc is None:
+            continue
+        below = _first_mapped_along_aim(joint, out)
+        if below is not None:
+            chain = _ancestors(bones, out[below])
+            if out[anc] not in chain:
+                continue
+            between = list(reversed(chain[:chain.index(out[anc])]))
+            between = [b for b in between if b not in out.values()]
+            if between:
+                out[joint] = between[len(between) // 2]
+                filled.append(joint)
+        elif human.parents[joint] == anc:
+            options = [c for c in kids.get(out[anc], []) if c not in out.values()]
+            if options:
+                out[joint] = max(options, key=lambda c: _subtree_size(kids, c))
+                filled.append(joint)
+    return out, filled
+
+
+def _first_mapped_along_aim(joint: str, bone_map: dict[str, str]) -> str | None:
+    human = load_humanoid()
+    nxt = human.aim.get(joint)
+    while nxt is not None:
+        if nxt in bone_map:
+            return nxt
+        nxt = human.aim.get(nxt)
+    return None
+
+
+def _subtree_size(kids: dict[str, list[str]], name: str) -> int:
+    return 1 + sum(_subtree_size(kids, c) for c in kids.get(name, []))
+
+
+def detect(bones: Mapping[str, str | None]) -> Detection:
+    """Score every convention on the bone names, take the best and fill what is missing by hierarchy."""
+    human = load_humanoid()
+    results = {name: match_convention(bones, conv) for name, conv in load_conventions().items()}
+    scores = {name: round(score, 4) for name, (_, score) in results.items()}
+    best = max(results, key=lambda n: results[n][1])  # dicts keep priority order, so ties go to the earlier one
+    conv = load_conventions()[best]
+    by_name = dict(results[best][0])
+    bone_map, filled = fill_by_hierarchy(bones, by_name) if by_name else ({}, [])
+    return Detection(
+        convention=best, label=conv.label, score=scores[best], bone_map=bone_map,
+        by_name=[j for j in human.names if j in by_name and by_name[j] == bone_map.get(j)],
+        filled=[j for j in human.names if j in filled and j in bone_map],
+        missing_required=[j for j in human.required if j not in bone_map],
+        missing_optional=[j for j in human.optional if j not in bone_map],
+        scores=scores,
+    )
+
+
+def validate_bone_map(bones: Mapping[str, str | None], bone_map: Mapping[str, str]) -> list[str]:
+    """Problems with a (user-edited) bone map, one line each; empty when usable for retargeting."""
+    human = load_humanoid()
+    problems = [f"'{j}' is not a joint of the Mimic humanoid." for j in bone_map if j not in human.parents]
+    problems += [f"{j} is mapped to '{b}', which the armature does not have." for j, b in bone_map.items()
+                 if b and b not in bones]
+    seen: dict[str, str] = {}
+    for j, b in bone_map.items():
+        if b and b in seen:
+            problems.append(f"Bone '{b}' is mapped to both {seen[b]} and {j}.")
+        seen.setdefault(b, j)
+    missing = [j for j in human.required if not bone_map.get(j)]
+    if missing:
+        problems.append(f"No bone mapped for the required {', '.join(missing)}.")
+    if not problems:
+        clean = {j: b for j, b in bone_map.items() if b}
+        problems += [f"{j} ('{clean[j]}') is not below the bone of its parent joint in the armature."
+                     for j in human.names if j in clean and not _is_consistent(bones, clean, j)]
+    return problems
+
+
+def armature_bones(armature: Any) -> dict[str, str | None]:
+    """Bone name -> parent name of a Blender armature object or armature data (duck-typed: `.data.bones`)."""
+    data = getattr(armature, "data", armature)
+    return {b.name: (b.parent.name if b.parent else None) for b in data.bones}
+
+
+def save_preset(path: str | Path, bone_map: Mapping[str, str], label: str = "") -> None:
+    """Write a bone map as a JSON preset (temp file, then rename)."""
+    path = Path(path)
+    human = load_humanoid()
+    data = {"format": PRESET_FORMAT, "version": PRESET_VERSION, "label": label or path.stem,
+            "bones": {j: bone_map[j] for j in human.names if bone_map.get(j)}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_preset(path: str | Path) -> dict[str, str]:
+    """Read a bone-map preset written by `save_preset`; RigMapError says what is wrong."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RigMapError(f"Bone-map preset {path} does not exist. Check the path or save the preset first.") from None
+    except (OSError, ValueError) as exc:
+        raise RigMapError(f"{path} is not a bone-map preset ({exc}). Save it again from the Mimic panel.") from exc
+    if not isinstance(data, dict) or data.get("format") != PRESET_FORMAT or not isinstance(data.get("bones"), dict):
+        raise RigMapError(f"{path} is not a Mimic bone-map preset. Save it again from the Mimic panel.")
+    if int(data.get("version", 0)) > PRESET_VERSION:
+        raise RigMapError(f"{path} is a newer bone-map preset (version {data['version']}). Update Mimic.")
+    human = load_humanoid()
+    unknown = [j for j in data["bones"] if j not in human.parents]
+    if unknown:
+        raise RigMapError(f"{path} maps unknown joints {', '.join(unknown)}. Use the names of rigs/humanoid.json.")
+    return {str(j): str(b) for j, b in data["bones"].items()}
+
+
+def resolve_bone_map(bones: Mapping[str, str | None], bone_map: Mapping[str, str] | None = None,
+                     armature_name: str = "The armature") -> dict[str, str]:
+    """The bone map to use: `bone_map` checked against the armature, or auto-detected when None.
+    RigMapError names the required bones that are missing or the problems of the given map."""
+    if bone_map is None:
+        found = detect(bones)
+        if not found.is_complete:
+            raise RigMapError(found.message(armature_name))
+        return found.bone_map
+    clean = {j: b for j, b in bone_map.items() if b}
+    problems = validate_bone_map(bones, clean)
+    if problems:
+        raise RigMapError(f"{armature_name}: the bone map cannot be used: {' '.join(problems)} "
+                          f"Fix it in the Mimic panel's bone map or run auto-detection again.")
+    return clean
