@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -80,14 +80,14 @@ def detect(
     end_s: float | None = None,
     person: PersonRule | str = "largest",
     reporter: Reporter = NullReporter(),
-    cache_dir: Path | str | None = None,
+    cache_dir: Path | str | Literal[False] | None = None,
     use_cache: bool = True,
 ) -> Detections:
     """MediaPipe Pose landmarks of one person for every frame of `path` with start_s <= time < end_s.
 
     person: "largest", "left", "right" or N (the N-th person from the left, 0-based), chosen among the people
     in the first frame where anyone is found, then tracked. Results are cached under `cache_dir` (default
-    $MIMIC_CACHE_DIR or ~/.cache/mimic, subfolder detect/) unless use_cache is False.
+    $MIMIC_CACHE_DIR or ~/.cache/mimic, subfolder detect/) unless use_cache is False or cache_dir is False.
     Raises InputNotFound, NotAVideo, EmptyClip, BadRange, NoPersonFound; KeyboardInterrupt passes through.
     """
     path = Path(path)
@@ -104,7 +104,7 @@ def detect(
         "cache_format": CACHE_FORMAT,
     }
     cache_file = None
-    if use_cache:
+    if use_cache and cache_dir is not False:
         key = hashlib.sha256(json.dumps({"video": file_sha256(path), **settings}, sort_keys=True).encode()).hexdigest()
         cache_file = cache_root(cache_dir) / "detect" / f"{key}.npz"
         cached = _load(cache_file, info)

@@ -181,8 +181,11 @@ def test_cache_location_and_corrupt_file(balance_clip: Path, tmp_path: Path, mon
     assert [p.name for p in files[0].parent.iterdir()] == [files[0].name]  # no temp files left
 
 
-def test_no_cache_writes_nothing(balance_clip: Path, tmp_path: Path) -> None:
+def test_no_cache_writes_nothing(balance_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     det = detect(balance_clip, start_s=1.5, cache_dir=tmp_path, use_cache=False)
+    assert det.num_frames == 10 and not (tmp_path / "detect").exists()
+    monkeypatch.setenv("MIMIC_CACHE_DIR", str(tmp_path))
+    det = detect(balance_clip, start_s=1.5, cache_dir=False)  # what core.pipeline passes for --no-cache
     assert det.num_frames == 10 and not (tmp_path / "detect").exists()
 
 
