@@ -1,0 +1,100 @@
+"""Build a Blender armature from a motion file's skeleton.
+
+The armature's data lives in Mimic's axes (Y up, faces +Z, metres); the object carries the Y-up -> Z-up turn as a
++90 degree rotation about X, exactly like the armatures Blender's FBX importer makes from Y-up files. So world
+positions are (x, y, z)_mimic -> (x, -z, y)_blender, and Blender's BVH exporter (which writes armature space)
+writes Y-up files, as Unity expects.
+"""
+
+from __future__ import annotations
+
+import math
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+from .motionfile import MotionData
+
+#: Object matrix that turns Mimic's Y-up armature space into Blender's Z-up world.
+Y_UP_TO_Z_UP = Matrix.Rotation(math.pi / 2.0, 4, "X")
+#: Tail length (metres) for a leaf joint without an end site; Blender deletes zero-length bones.
+MIN_BONE_LENGTH = 0.02
+
+
+def joint_tails(motion: MotionData) -> np.ndarray:
+    """(J, 3) rest tail per joint, metres, Mimic axes: towards the first child, else the end site, else a stub
+    along the parent bone's direction."""
+    parents = motion.parents
+    heads = rest_positions(motion)
+    tails = heads + np.asarray(motion.end_sites, dtype=np.float64)
+    for j in range(len(parents)):
+        children = np.flatnonzero(parents == j)
+        lengths = np.linalg.norm(motion.offsets[children], axis=1) if len(children) else np.zeros(0)
+        if len(children) and lengths.max() > 1e-6:
+            # Prefer the first child that is not at the joint itself (e.g. Chest -> Neck, not a shoulder stub).
+            tails[j] = heads[children[int(np.argmax(lengths > 1e-6))]]
+        elif np.linalg.norm(tails[j] - heads[j]) < 1e-6:
+            p = parents[j]
+            direction = heads[j] - heads[p] if p >= 0 else np.array([0.0, 1.0, 0.0])
+            norm = np.linalg.norm(direction)
+            direction = direction / norm if norm > 1e-6 else np.array([0.0, 1.0, 0.0])
+            tails[j] = heads[j] + MIN_BONE_LENGTH * direction
+    return tails
+
+
+def rest_positions(motion: MotionData) -> np.ndarray:
+    """(J, 3) world joint positions of the T-pose rest, metres, Mimic axes."""
+    pos = np.zeros_like(motion.offsets)
+    for j, p in enumerate(motion.parents):
+        pos[j] = motion.offsets[j] if p < 0 else pos[p] + motion.offsets[j]
+    return pos
+
+
+def _roll_axis(direction: np.ndarray) -> Vector:
+    """The axis a bone's Z should point along: forward (+Z) unless the bone itself points (nearly) forward."""
+    d = direction / max(np.linalg.norm(direction), 1e-12)
+    return Vector((0.0, 1.0, 0.0)) if abs(d[2]) > 0.9 else Vector((0.0, 0.0, 1.0))
+
+
+def create_armature(motion: MotionData, name: str, collection: bpy.types.Collection) -> bpy.types.Object:
+    """A new armature object named `name` in `collection` with one bone per joint in T-pose rest.
+
+    Bones point from joint to child (Blender's Y axis along the bone), so their rest orientations are *not*
+    world-aligned; keying.basis_rotations accounts for that.
+    """
+    data = bpy.data.armatures.new(name)
+    obj = bpy.data.objects.new(name, data)
+    collection.objects.link(obj)
+    obj.matrix_world = Y_UP_TO_Z_UP
+    heads = rest_positions(motion)
+    tails = joint_tails(motion)
+    view_layer = bpy.context.view_layer
+    previous_active = view_layer.objects.active
+    view_layer.objects.active = obj
+    with bpy.context.temp_override(active_object=obj, object=obj, edit_object=obj):
+        bpy.ops.object.mode_set(mode="EDIT")
+        try:
+            edit_bones = data.edit_bones
+            for j, joint in enumerate(motion.names):
+                bone = edit_bones.new(joint)
+                bone.head = Vector(heads[j])
+                bone.tail = Vector(tails[j])
+                bone.align_roll(_roll_axis(tails[j] - heads[j]))
+                if motion.parents[j] >= 0:
+                    bone.parent = edit_bones[motion.names[motion.parents[j]]]
+                    bone.use_connect = False
+        finally:
+            bpy.ops.object.mode_set(mode="OBJECT")
+    view_layer.objects.active = previous_active
+    for pose_bone in obj.pose.bones:
+        pose_bone.rotation_mode = "QUATERNION"
+    return obj
+
+
+def bone_rest_matrices(obj: bpy.types.Object, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Rest orientations (J, 3, 3) and heads (J, 3) of the named bones in armature space."""
+    bones = obj.data.bones
+    rest = np.array([np.array(bones[n].matrix_local.to_3x3()) for n in names], dtype=np.float64)
+    heads = np.array([np.array(bones[n].head_local) for n in names], dtype=np.float64)
+    return rest, heads

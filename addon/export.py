@@ -1,0 +1,98 @@
+"""Export an animated armature with Blender's bundled exporters, set up for Unity and other game engines.
+
+BVH: Blender's `export_anim.bvh` writes armature space; Mimic armatures keep Mimic's Y-up axes there, so the file
+is Y-up, faces +Z, root translation only, ZXY rotation channels, metres (core/bvh.py's conventions).
+FBX: `export_scene.fbx` with the armature and its baked action only, no leaf bones, Y up / -Z forward, units
+scaling into the FBX unit (1 unit = 1 m), so Unity imports a 1:1 humanoid with scale 1 and no root rotation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import bpy
+
+BVH_OPTIONS = {"global_scale": 1.0, "rotate_mode": "ZXY", "root_transform_only": True}
+FBX_OPTIONS = {
+    "use_selection": True, "object_types": {"ARMATURE"}, "add_leaf_bones": False, "use_armature_deform_only": False,
+    "bake_anim": True, "bake_anim_use_all_bones": True, "bake_anim_use_nla_strips": False,
+    "bake_anim_use_all_actions": False, "bake_anim_force_startend_keying": True, "bake_anim_step": 1.0,
+    "bake_anim_simplify_factor": 0.0, "global_scale": 1.0, "apply_unit_scale": True,
+    "apply_scale_options": "FBX_SCALE_UNITS", "axis_forward": "-Z", "axis_up": "Y", "bake_space_transform": False,
+    "primary_bone_axis": "Y", "secondary_bone_axis": "X", "armature_nodetype": "NULL", "use_custom_props": False,
+    "path_mode": "AUTO",
+}
+
+
+class ExportError(Exception):
+    """The export could not run; the message says why."""
+
+
+@contextmanager
+def _only_selected(context: bpy.types.Context, obj: bpy.types.Object) -> Iterator[None]:
+    """Select only `obj` and make it active for the duration; restores the previous selection afterwards."""
+    view_layer = context.view_layer
+    selected = [o for o in view_layer.objects if o.select_get()]
+    active = view_layer.objects.active
+    for other in selected:
+        other.select_set(False)
+    obj.select_set(True)
+    view_layer.objects.active = obj
+    try:
+        with context.temp_override(object=obj, active_object=obj, selected_objects=[obj]):
+            yield
+    finally:
+        obj.select_set(False)
+        for other in selected:
+            other.select_set(True)
+        view_layer.objects.active = active
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """A temp path beside `path`, renamed onto it on success and deleted on failure (no half-written files)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _check(obj: bpy.types.Object | None, path: Path) -> None:
+    if obj is None or obj.type != "ARMATURE":
+        raise ExportError("Select an armature to export.")
+    if not path.parent.is_dir():
+        raise ExportError(f"Output folder {path.parent} does not exist.")
+
+
+def export_bvh(context: bpy.types.Context, obj: bpy.types.Object, path: str | Path) -> Path:
+    """Write the scene's frame range of armature `obj` as a BVH file; returns the path."""
+    path = Path(path)
+    _check(obj, path)
+    scene = context.scene
+    with _atomic(path) as tmp, _only_selected(context, obj):
+        result = bpy.ops.export_anim.bvh(filepath=str(tmp), frame_start=scene.frame_start,
+                                         frame_end=scene.frame_end, **BVH_OPTIONS)
+        if "FINISHED" not in result:
+            raise ExportError(f"Blender's BVH exporter did not write {path}.")
+    return path
+
+
+def export_fbx(context: bpy.types.Context, obj: bpy.types.Object, path: str | Path) -> Path:
+    """Write armature `obj` with its action baked over the scene's frame range as FBX; returns the path."""
+    path = Path(path)
+    _check(obj, path)
+    with _atomic(path) as tmp, _only_selected(context, obj):
+        result = bpy.ops.export_scene.fbx(filepath=str(tmp), **FBX_OPTIONS)
+        if "FINISHED" not in result:
+            raise ExportError(f"Blender's FBX exporter did not write {path}.")
+    return path

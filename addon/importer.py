@@ -1,0 +1,102 @@
+"""Put a motion into the scene as one transaction: everything is built, or on any error nothing is left behind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bpy
+
+from .armature import create_armature
+from .keying import key_motion, resample
+from .motionfile import MotionData
+
+#: The ID collections an import may add to; anything new in them is removed again on failure.
+TRACKED = ("objects", "armatures", "actions")
+FRAME_START = 1
+
+
+@dataclass
+class ImportResult:
+    """The armature object that carries the animation, its new action, and the number of keyed frames."""
+
+    armature: bpy.types.Object
+    action: bpy.types.Action
+    frames: int
+
+
+def data_counts() -> dict[str, int]:
+    """How many objects, armatures and actions bpy.data holds (tests compare these before and after)."""
+    return {name: len(getattr(bpy.data, name)) for name in TRACKED}
+
+
+def scene_fps(fps: float) -> tuple[int, float]:
+    """Blender's (render.fps, render.fps_base) for a frame rate, e.g. 29.97 -> (30, 1.001)."""
+    whole = max(int(round(fps)), 1)
+    return whole, whole / fps
+
+
+class _SceneSnapshot:
+    """What an import may change, recorded so a failed import can put it back exactly."""
+
+    def __init__(self, scene: bpy.types.Scene, target: bpy.types.Object | None) -> None:
+        self.ids = {name: set(getattr(bpy.data, name)) for name in TRACKED}
+        render = scene.render
+        self.scene = scene
+        self.timing = (render.fps, render.fps_base, scene.frame_start, scene.frame_end, scene.frame_current)
+        self.target = target
+        anim = target.animation_data if target is not None else None
+        self.had_anim = anim is not None
+        self.target_action = anim.action if anim is not None else None
+        self.target_slot = getattr(anim, "action_slot", None) if anim is not None else None
+
+    def restore(self) -> None:
+        new = [idb for name in TRACKED for idb in getattr(bpy.data, name) if idb not in self.ids[name]]
+        if new:
+            bpy.data.batch_remove(new)
+        render, scene = self.scene.render, self.scene
+        render.fps, render.fps_base, scene.frame_start, scene.frame_end, frame = self.timing
+        scene.frame_set(frame)
+        if self.target is not None:
+            if not self.had_anim:
+                self.target.animation_data_clear()
+            elif self.target.animation_data is not None:
+                self.target.animation_data.action = self.target_action
+                if self.target_slot is not None and hasattr(self.target.animation_data, "action_slot"):
+                    self.target.animation_data.action_slot = self.target_slot
+
+
+def import_motion(context: bpy.types.Context, motion: MotionData, name: str, target: bpy.types.Object | None = None,
+                  use_scene_fps: bool = False, bone_map: dict[str, str] | None = None) -> ImportResult:
+    """Build the animation of `motion` in the scene, named `name` (the clip's name).
+
+    target None: a new armature from the motion's skeleton; else the motion is retargeted onto armature `target`
+    (addon/retarget.py). use_scene_fps: keep the scene's frame rate and resample the motion to it; otherwise
+    the scene takes the clip's rate. The scene's frame range becomes the clip's. On any exception every new
+    object, armature and action is removed and the scene's timing restored before the exception propagates.
+    """
+    scene = context.scene
+    snapshot = _SceneSnapshot(scene, target)
+    try:
+        if use_scene_fps:
+            motion = resample(motion, scene.render.fps / scene.render.fps_base)
+        if target is None:
+            obj = create_armature(motion, name, context.collection or scene.collection)
+            action = key_motion(obj, motion, name, FRAME_START)
+        else:
+            from .retarget import retarget_motion
+
+            obj = target
+            action = retarget_motion(motion, target, name, bone_map)
+        if not use_scene_fps:
+            scene.render.fps, scene.render.fps_base = scene_fps(motion.fps)
+        scene.frame_start, scene.frame_end = FRAME_START, FRAME_START + motion.num_frames - 1
+        scene.frame_set(FRAME_START)
+        if target is None:
+            for other in context.view_layer.objects:
+                other.select_set(False)
+            context.view_layer.objects.active = obj
+            obj.select_set(True)
+    except BaseException:
+        snapshot.restore()
+        raise
+    return ImportResult(obj, action, motion.num_frames)

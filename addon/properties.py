@@ -1,0 +1,82 @@
+"""The add-on's settings: `scene.mimic` (what to import and how) and the add-on preferences (which Python)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+from . import retarget_ui
+from .interpreter import venv_python
+from .job import CoreOptions
+
+
+def addon_id() -> str:
+    """The add-on's module name as Blender knows it: the extension's root package (e.g. bl_ext.user_default.mimic),
+    or `addon` when this package is imported on its own (batch runs, tests of the plain modules)."""
+    package = __package__ or "addon"
+    return package.rpartition(".")[0] or package
+
+
+class MIMIC_PG_settings(bpy.types.PropertyGroup):
+    """Import settings, stored in the .blend file as `scene.mimic`."""
+
+    filepath: StringProperty(name="Video", description="Video file of one person moving", subtype="FILE_PATH")
+    use_range: BoolProperty(name="Range", description="Convert only part of the clip (in seconds)", default=False)
+    start_s: FloatProperty(name="Start", description="Start of the range, seconds", min=0.0, default=0.0,
+                           unit="TIME_ABSOLUTE")
+    end_s: FloatProperty(name="End", description="End of the range, seconds", min=0.0, default=5.0,
+                         unit="TIME_ABSOLUTE")
+    person: EnumProperty(name="Person", description="Who to track when several people are in view", items=(
+        ("LARGEST", "Largest", "The person who takes up most of the picture"),
+        ("LEFT", "Left-most", "The person furthest to the left"),
+        ("INDEX", "Index", "A person counted from the left (0 = left-most)"),
+    ), default="LARGEST")
+    person_index: IntProperty(name="Index", description="Person counted from the left, 0 = left-most", min=0)
+    cutoff_hz: FloatProperty(name="Smoothing", description="Low-pass cutoff in Hz: lower is smoother, 0 = off",
+                             min=0.0, max=30.0, soft_max=15.0, default=6.0, precision=1)
+    target: EnumProperty(name="Target", description="Where the animation goes", items=(
+        ("NEW", "New Armature", "Create an armature from the motion's skeleton"),
+        ("SELECTED", "Selected Armature", "Retarget onto the active armature"),
+    ), default="NEW")
+    use_scene_fps: BoolProperty(name="Keep Scene FPS", default=False,
+                                description="Keep the scene's frame rate and resample the motion to it, instead of "
+                                            "setting the scene to the clip's frame rate")
+    retarget: PointerProperty(type=retarget_ui.MIMIC_PG_retarget)
+
+    def core_options(self) -> CoreOptions:
+        """These settings as the core CLI's options."""
+        person = {"LARGEST": "largest", "LEFT": "left"}.get(self.person, str(self.person_index))
+        start, end = (self.start_s, self.end_s) if self.use_range else (None, None)
+        return CoreOptions(start_s=start, end_s=end, person=person, cutoff_hz=self.cutoff_hz)
+
+
+class MIMIC_AP_preferences(bpy.types.AddonPreferences):
+    """Which Python runs the core; empty = the repository's .venv."""
+
+    bl_idname = addon_id()
+
+    python_path: StringProperty(name="Python", subtype="FILE_PATH",
+                                description="Python interpreter with Mimic's requirements installed "
+                                            "(empty: the .venv next to the add-on)")
+    check_message: StringProperty(name="Check result", options={"SKIP_SAVE"})
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.prop(self, "python_path")
+        if not self.python_path:
+            layout.label(text=f"Auto: {venv_python()}", icon="INFO")
+        row = layout.row()
+        row.operator("mimic.check_core", icon="CHECKMARK")
+        if self.check_message:
+            row.label(text=self.check_message)
+        if not bpy.app.online_access:
+            layout.label(text="Online access is off: fine, the core never uses the network.", icon="INTERNET_OFFLINE")
+
+
+def preferences(context: bpy.types.Context) -> MIMIC_AP_preferences | None:
+    """The add-on preferences, or None when the add-on is not enabled (e.g. in a batch run)."""
+    addon = context.preferences.addons.get(addon_id())
+    return addon.preferences if addon is not None else None
+
+
+CLASSES: tuple[type, ...] = (MIMIC_PG_settings, MIMIC_AP_preferences)

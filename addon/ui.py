@@ -1,0 +1,58 @@
+"""The sidebar panel: View3D > Sidebar > Mimic."""
+
+from __future__ import annotations
+
+import bpy
+
+from .operators import active_conversion
+
+
+class MIMIC_PT_main(bpy.types.Panel):
+    """Import a video as animation, then export it."""
+
+    bl_idname = "MIMIC_PT_main"
+    bl_label = "Mimic"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Mimic"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.mimic
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        layout.prop(settings, "filepath")
+        layout.prop(settings, "use_range")
+        if settings.use_range:
+            col = layout.column(align=True)
+            col.prop(settings, "start_s")
+            col.prop(settings, "end_s")
+        layout.prop(settings, "person")
+        if settings.person == "INDEX":
+            layout.prop(settings, "person_index")
+        layout.prop(settings, "cutoff_hz")
+        layout.prop(settings, "target")
+        if settings.target == "SELECTED":
+            obj = context.active_object
+            if obj is None or obj.type != "ARMATURE":
+                layout.label(text="Select an armature", icon="ERROR")
+        layout.prop(settings, "use_scene_fps")
+
+        conversion = active_conversion()
+        if conversion is None:
+            layout.operator("mimic.import_video", icon="FILE_MOVIE")
+        else:
+            state = conversion.job.state
+            if hasattr(layout, "progress"):  # Blender 4.0+
+                layout.progress(factor=state.fraction, type="BAR", text=f"{state.label} ({state.fraction:.0%})")
+            else:
+                layout.label(text=f"{state.label} ({state.fraction:.0%})")
+            layout.operator("mimic.cancel_import", icon="CANCEL")
+
+        layout.separator()
+        row = layout.row(align=True)
+        row.operator("mimic.export_bvh", icon="EXPORT")
+        row.operator("mimic.export_fbx", icon="EXPORT")
+
+
+CLASSES: tuple[type, ...] = (MIMIC_PT_main,)
