@@ -1,0 +1,78 @@
+"""The learned lifter's keypoint layout (rigs/lifter_layout.json) as arrays: which MediaPipe landmarks, their tree,
+left/right pairs, and the mocap correspondence used to make training data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from core.skeleton import RIGS_DIR
+
+NUM_MEDIAPIPE = 33
+
+
+@dataclass(frozen=True)
+class Layout:
+    """K lifter keypoints (a subset of MediaPipe's 33).
+
+    names: K landmark names. mediapipe_index: (K,) index of each into the 33 landmarks. flip: (K,) index of each
+    keypoint's left/right mirror (itself on the midline). parents: (K,) parent keypoint, or -1 = the pelvis (mid-hip)
+    and -2 = the neck (mid-shoulder) virtual nodes. left/right: keypoint indices per side. bones: (B, 2) pairs used
+    for bone-length metrics. mocap: the raw correspondence data (see core.mocap).
+    """
+
+    names: tuple[str, ...]
+    mediapipe_index: np.ndarray
+    flip: np.ndarray
+    parents: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    hips: tuple[int, int]
+    shoulders: tuple[int, int]
+    bones: np.ndarray
+    mocap: dict[str, Any]
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+
+PELVIS, NECK = -1, -2
+
+
+@lru_cache(maxsize=1)
+def lifter_layout() -> Layout:
+    """The layout the shipped lifter was trained with (rigs/lifter_layout.json)."""
+    data = json.loads((RIGS_DIR / "lifter_layout.json").read_text(encoding="utf-8"))
+    mp_names = json.loads((RIGS_DIR / "mediapipe_pose.json").read_text(encoding="utf-8"))["landmarks"]
+    names = tuple(data["landmarks"])
+    virtual = {"pelvis": PELVIS, "neck": NECK}
+
+    def mirror(n: str) -> str:
+        if n.startswith("left_"):
+            return "right_" + n[5:]
+        if n.startswith("right_"):
+            return "left_" + n[6:]
+        return n
+
+    parents = np.array([virtual.get(data["parents"][n], None) if data["parents"][n] in virtual
+                        else names.index(data["parents"][n]) for n in names], dtype=np.int64)
+    return Layout(
+        names=names,
+        mediapipe_index=np.array([mp_names.index(n) for n in names], dtype=np.int64),
+        flip=np.array([names.index(mirror(n)) for n in names], dtype=np.int64),
+        parents=parents,
+        left=np.array([i for i, n in enumerate(names) if n.startswith("left_")], dtype=np.int64),
+        right=np.array([i for i, n in enumerate(names) if n.startswith("right_")], dtype=np.int64),
+        hips=(names.index("left_hip"), names.index("right_hip")),
+        shoulders=(names.index("left_shoulder"), names.index("right_shoulder")),
+        bones=np.array([[names.index(a), names.index(b)] for a, b in data["bones"]], dtype=np.int64),
+        mocap=data["mocap"],
+    )

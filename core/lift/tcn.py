@@ -1,0 +1,86 @@
+"""The learned lifter "tcn": MediaPipe 2D keypoints + visibility → 3D keypoints with the root trajectory, with a
+VideoPose3D-style temporal convolution model trained on mocap (core/train.py, weights in core/weights/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.detect2d import Detections
+from core.lift import Lifted
+from core.lift.layout import NUM_MEDIAPIPE, Layout, lifter_layout
+from core.lift.model import TemporalModel, load_weights
+from core.lift.normalize import detections_to_inputs, flip_inputs, flip_pose
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "lifter_tcn.pt"
+
+
+def infer(model: TemporalModel, inputs: np.ndarray, layout: Layout, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Lift whole sequences at once.
+
+    inputs: (F, K, 3) or (N, F, K, 3) normalised u, v, visibility. Returns pose (..., F, K, 3) metres relative to the
+    pelvis and trajectory (..., F, 3) metres, in camera-heading axes (X image right, Y up, Z towards the camera).
+    Edges are padded by repeating the first/last frame so every frame gets an output; with `flip` the mirrored input
+    is lifted too and its mirrored result averaged in (test-time augmentation).
+    """
+    x = np.asarray(inputs, dtype=np.float32)
+    single = x.ndim == 3
+    if single:
+        x = x[None]
+    pad = model.receptive_field() // 2
+    batch = [x, flip_inputs(x, layout)] if flip else [x]
+    xp = np.pad(np.concatenate(batch), ((0, 0), (pad, pad), (0, 0), (0, 0)), mode="edge")
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        pose_t, traj_t = model(torch.from_numpy(np.ascontiguousarray(xp)))
+    model.train(was_training)
+    pose, traj = pose_t.numpy().astype(np.float64), traj_t.numpy().astype(np.float64)
+    if flip:
+        n = x.shape[0]
+        pose = 0.5 * (pose[:n] + flip_pose(pose[n:], layout))
+        traj = 0.5 * (traj[:n] + flip_pose(traj[n:], None))
+    return (pose[0], traj[0]) if single else (pose, traj)
+
+
+class TcnLifter:
+    """Lifter "tcn": see the module docstring. Clips far from the training frame rate are lifted in interleaved
+    phases (every s-th frame, s = round(fps / training fps)) so the model always sees its own time scale."""
+
+    name = "tcn"
+
+    def __init__(self, weights: Path = DEFAULT_WEIGHTS, flip: bool = True) -> None:
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        self.model, self.meta = load_weights(weights)
+        self.layout = lifter_layout()
+        if list(self.meta.get("keypoints", self.layout.names)) != list(self.layout.names):
+            raise ValueError("lifter weights were trained for another keypoint layout")
+        self.fps = float(self.meta.get("fps", 30.0))
+        self.flip = flip
+
+    def lift(self, detections: Detections) -> Lifted:
+        """(F, 33, 3) keypoints = trajectory + pelvis-relative pose, metres, Mimic axes; NaN and confidence 0 for
+        landmarks the lifter does not predict and for frames without a person."""
+        det = detections
+        frames = det.num_frames
+        x = detections_to_inputs(det.image, det.width, det.height, self.layout)
+        stride = max(1, int(round(det.fps / self.fps))) if det.fps and det.fps > 0 else 1
+        pose = np.zeros((frames, self.layout.num_keypoints, 3))
+        traj = np.zeros((frames, 3))
+        for phase in range(min(stride, max(frames, 1))):
+            p, t = infer(self.model, x[phase::stride], self.layout, self.flip)
+            pose[phase::stride], traj[phase::stride] = p, t
+        present = np.asarray(det.present, dtype=bool) & np.any(x[..., 2] > 0, axis=-1)
+        keypoints = np.full((frames, NUM_MEDIAPIPE, 3), np.nan)
+        confidence = np.zeros((frames, NUM_MEDIAPIPE))
+        keypoints[:, self.layout.mediapipe_index] = pose + traj[:, None, :]
+        confidence[:, self.layout.mediapipe_index] = x[..., 2]
+        keypoints[~present] = np.nan
+        confidence[~present] = 0.0
+        info: dict[str, Any] = {"receptive_field": self.model.receptive_field(), "stride": stride,
+                                "flip": self.flip, "trajectory": traj}
+        return Lifted(keypoints=keypoints, confidence=confidence, lifter=self.name, info=info)

@@ -1,0 +1,452 @@
+"""Train (and evaluate) the learned lifter on any folder of BVH motion capture.
+
+    python -m core.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt --minutes 35
+    python -m core.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt --eval-only
+
+Every mocap file becomes the lifter's 23 landmarks (core.mocap); each training chunk is seen through a random
+virtual phone camera (height, distance, pitch, roll, yaw around the subject, focal length, portrait or landscape)
+after bone-length scaling, mirroring and playback-speed changes, and its 2D projection gets detector-like errors
+(jitter, slow drift, occluded limbs with low visibility, dropped joints and frames, left/right leg swaps).
+Whole files are held out for validation (a style, plus a fixed 5% of files by name hash); the evaluation uses
+cameras drawn from a separate seed, with clean 2D and with the detector-like noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.atomic import atomic_path
+from core.lift.layout import NECK, PELVIS, Layout, lifter_layout
+from core.lift.model import TemporalModel, load_weights, save_weights
+from core.lift.tcn import infer
+from core.mocap import MocapSet, load_mocap
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VAL_STYLES = ("youthful", "proud")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Ranges of the virtual cameras and augmentations. Lengths in metres, angles in radians; focal is the focal
+    length divided by the image's long side (phones and webcams: about 0.6 to 1.2)."""
+
+    speed: tuple[float, float] = (0.7, 1.4)
+    global_scale: float = 0.08
+    bone_scale: float = 0.06
+    mirror_p: float = 0.5
+    distance: tuple[float, float] = (2.0, 7.0)
+    height: tuple[float, float] = (0.3, 2.0)
+    focal: tuple[float, float] = (0.6, 1.25)
+    aspect: tuple[float, float] = (1.33, 1.78)
+    portrait_p: float = 0.5
+    yaw_jitter: float = 0.15
+    pitch_jitter: float = 0.10
+    roll: float = 0.06
+    centre_jitter: float = 0.03
+    min_depth: float = 1.0
+    clean_p: float = 0.15
+    noise: tuple[float, float] = (0.003, 0.02)
+    drift: tuple[float, float] = (0.0, 0.02)
+    occlude_p: float = 0.4
+    drop_p: float = 0.01
+    frame_drop_p: float = 0.1
+    swap_p: float = 0.05
+
+
+# Detector error grows towards the extremities; MediaPipe's hips are notoriously loose.
+NOISE_SCALE = {"nose": 0.8, "ear": 0.9, "shoulder": 1.0, "elbow": 1.2, "wrist": 1.3, "pinky": 1.8, "index": 1.8,
+               "hip": 1.5, "knee": 1.2, "ankle": 1.3, "heel": 1.5, "foot_index": 1.5}
+LIMBS = {"left_arm": ("left_elbow", "left_wrist", "left_pinky", "left_index"),
+         "right_arm": ("right_elbow", "right_wrist", "right_pinky", "right_index"),
+         "left_leg": ("left_knee", "left_ankle", "left_heel", "left_foot_index"),
+         "right_leg": ("right_knee", "right_ankle", "right_heel", "right_foot_index")}
+
+
+def _part(name: str) -> str:
+    return name.split("_", 1)[1] if name.startswith(("left_", "right_")) else name
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    cache: Path = ROOT / ".cache" / "mocap"
+    minutes: float = 35.0
+    max_steps: int = 0
+    batch: int = 24
+    chunk: int = 48
+    lr: float = 1e-3
+    lr_end: float = 2e-5
+    filter_widths: tuple[int, ...] = (3, 3, 3, 3)
+    channels: int = 256
+    dropout: float = 0.25
+    traj_weight: float = 1.0
+    val_styles: tuple[str, ...] = DEFAULT_VAL_STYLES
+    seed: int = 0
+    threads: int = 2
+    log_every_s: float = 60.0
+    checkpoint_every_s: float = 300.0
+    eval_cameras: int = 2
+    augment: Augment = field(default_factory=Augment)
+
+
+def split_files(names: list[str], val_styles: tuple[str, ...] = DEFAULT_VAL_STYLES) -> tuple[list[int], list[int]]:
+    """Train and validation file indices: a file is held out when its name has a held-out style as an underscore-
+    separated token, or when the CRC-32 of its name falls in a fixed 5% bucket. Frames of a file never straddle."""
+    train, val = [], []
+    for i, n in enumerate(names):
+        tokens = Path(n).stem.split("_")
+        held = any(s in tokens for s in val_styles) or zlib.crc32(Path(n).stem.encode()) % 20 == 0
+        (val if held else train).append(i)
+    return train, val
+
+
+class Synth:
+    """Turns world keypoints (B, T, K, 3) into lifter inputs and targets through random virtual cameras."""
+
+    def __init__(self, layout: Layout, aug: Augment) -> None:
+        self.layout = layout
+        self.aug = aug
+        names = layout.names
+        parts = sorted({_part(n) for n in names})
+        self.part_of = torch.tensor([parts.index(_part(n)) for n in names])
+        self.num_parts = len(parts)
+        self.noise_scale = torch.tensor([NOISE_SCALE[_part(n)] for n in names], dtype=torch.float32)
+        self.limbs = [torch.tensor([names.index(j) for j in v]) for v in LIMBS.values()]
+        legs = LIMBS["left_leg"] + LIMBS["right_leg"]
+        self.legs = torch.tensor([names.index(j) for j in legs])
+        self.legs_swapped = torch.tensor([int(layout.flip[names.index(j)]) for j in legs])
+        self.flip = torch.from_numpy(layout.flip)
+        self.hips = list(layout.hips)
+        self.shoulders = list(layout.shoulders)
+
+    def _u(self, shape: tuple[int, ...], lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(shape, generator=g)
+
+    def scale_bones(self, w: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Scale each body part's bone (and the whole body) by random factors along the layout's tree."""
+        b = w.shape[0]
+        a = self.aug
+        k_part = self._u((b, self.num_parts), 1 - a.bone_scale, 1 + a.bone_scale, g)
+        k_all = self._u((b, 1, 1, 1), 1 - a.global_scale, 1 + a.global_scale, g)
+        pelvis = w[:, :, self.hips].mean(2)
+        neck = w[:, :, self.shoulders].mean(2)
+        k_spine = self._u((b, 1, 1), 1 - a.bone_scale, 1 + a.bone_scale, g)
+        new_neck = pelvis + k_spine * (neck - pelvis)
+        out = torch.empty_like(w)
+        for k, p in enumerate(self.layout.parents.tolist()):
+            src = pelvis if p == PELVIS else neck if p == NECK else w[:, :, p]
+            dst = pelvis if p == PELVIS else new_neck if p == NECK else out[:, :, p]
+            out[:, :, k] = dst + k_part[:, self.part_of[k], None, None] * (w[:, :, k] - src)
+        return pelvis[:, :, None] + k_all * (out - pelvis[:, :, None])
+
+    def __call__(self, world: torch.Tensor, g: torch.Generator, augment: bool = True,
+                 noisy: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """world (B, T, K, 3) metres Y up → inputs (B, T, K, 3) u, v, visibility; pose (B, T, K, 3) relative to the
+        pelvis and trajectory (B, T, 3), both in the camera's heading frame (X right, Y up, Z towards camera)."""
+        a = self.aug
+        b, t, k, _ = world.shape
+        w = world
+        if augment:
+            w = self.scale_bones(w, g)
+            mirror = torch.rand(b, generator=g) < a.mirror_p
+            mirrored = w[:, :, self.flip] * torch.tensor([-1.0, 1.0, 1.0])
+            w = torch.where(mirror[:, None, None, None], mirrored, w)
+        pel = w[:, :, self.hips].mean(2)
+        mid = pel[:, t // 2]
+        w = w - torch.stack([mid[:, 0], torch.zeros(b), mid[:, 2]], -1)[:, None, None]
+        phi = self._u((b,), 0.0, 2 * math.pi, g)
+        height = self._u((b,), *a.height, g)
+        dist = self._u((b,), *a.distance, g)
+        psi = torch.randn(b, generator=g) * a.yaw_jitter
+        cos, sin = torch.cos(phi)[:, None, None], torch.sin(phi)[:, None, None]
+        x, y, z = w[..., 0], w[..., 1], w[..., 2]
+        x, z = cos * x + sin * z, -sin * x + cos * z
+        y = y - height[:, None, None]
+        z = z - dist[:, None, None]
+        cp, sp = torch.cos(psi)[:, None, None], torch.sin(psi)[:, None, None]
+        x, z = cp * x - sp * z, sp * x + cp * z
+        deficit = torch.relu(a.min_depth - (-z).amin(dim=(1, 2)))
+        z = z - deficit[:, None, None]
+        ph = torch.stack([x, y, z], -1)  # heading frame, camera at the origin
+        pel_h = ph[:, :, self.hips].mean(2)
+        theta = torch.atan2(pel_h[:, t // 2, 1], -pel_h[:, t // 2, 2]) + torch.randn(b, generator=g) * a.pitch_jitter
+        rho = torch.randn(b, generator=g) * a.roll
+        ct, st = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+        y1, z1 = ct * y + st * z, -st * y + ct * z  # R_x(theta)^T
+        cr, sr = torch.cos(rho)[:, None, None], torch.sin(rho)[:, None, None]
+        x1, y1 = cr * x + sr * y1, -sr * x + cr * y1  # R_z(rho)^T
+        depth = (-z1).clamp_min(0.1)
+        focal = torch.exp(self._u((b,), math.log(a.focal[0]), math.log(a.focal[1]), g))
+        aspect = self._u((b,), *a.aspect, g)
+        portrait = torch.rand(b, generator=g) < a.portrait_p
+        f = 2.0 * focal * torch.where(portrait, aspect, torch.ones(b))
+        half_v = torch.where(portrait, aspect, 1.0 / aspect)
+        centre = torch.randn(b, 2, generator=g) * a.centre_jitter
+        u = f[:, None, None] * x1 / depth + centre[:, None, None, 0]
+        v = -f[:, None, None] * y1 / depth + centre[:, None, None, 1]
+        vis = torch.ones(b, t, k)
+        if noisy:
+            u, v, vis = self._detector_errors(u, v, f[:, None] / (-pel_h[..., 2]).clamp_min(0.5), half_v, g)
+        inputs = torch.stack([u, v, vis], -1)
+        inputs = inputs * (vis > 0)[..., None]
+        return inputs, ph - pel_h[:, :, None], pel_h
+
+    def _detector_errors(self, u: torch.Tensor, v: torch.Tensor, per_m: torch.Tensor, half_v: torch.Tensor,
+                         g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Jitter, drift, occlusions, drops and swaps like a real detector's; per_m (B, T) = 1 m at the pelvis in
+        normalised units. Returns u, v, visibility (0 = dropped)."""
+        a = self.aug
+        b, t, k = u.shape
+        scale = per_m[..., None] * self.noise_scale
+        sigma = self._u((b, 1, 1, 1), *a.noise, g)
+        drift_sigma = self._u((b, 1, 1, 1), *a.drift, g)
+        white = torch.randn(b, t, k, 2, generator=g) * sigma
+        slow = torch.randn(b, k * 2, t + 14, generator=g)
+        slow = torch.nn.functional.avg_pool1d(slow, 15, stride=1).reshape(b, k, 2, t).permute(0, 3, 1, 2) * 3.87
+        err = (white + slow * drift_sigma) * scale[..., None]
+        vis = self._u((b, t, k), 0.8, 1.0, g)
+        # Occluded limb over a time window: low visibility, large error, sometimes dropped.
+        occl = torch.zeros(b, t, k, dtype=torch.bool)
+        has = torch.rand(b, generator=g) < a.occlude_p
+        which = torch.randint(0, len(self.limbs), (b,), generator=g)
+        start = torch.randint(0, t, (b,), generator=g)
+        length = torch.randint(5, max(6, t), (b,), generator=g)
+        frames = torch.arange(t)[None]
+        window = (frames >= start[:, None]) & (frames < (start + length)[:, None]) & has[:, None]
+        for i, limb in enumerate(self.limbs):
+            occl[:, :, limb] |= (window & (which == i)[:, None])[..., None]
+        big = self._u((b, 1, 1, 1), 0.03, 0.1, g) * scale[..., None] * slow.roll(1, dims=2)
+        err = torch.where(occl[..., None], err + big, err)
+        vis = torch.where(occl, self._u((b, t, k), 0.05, 0.5, g), vis)
+        dropped = occl & (torch.rand(b, 1, 1, generator=g) < 0.3)
+        dropped |= torch.rand(b, t, k, generator=g) < a.drop_p
+        fstart = torch.randint(0, t, (b,), generator=g)
+        flen = torch.randint(1, 9, (b,), generator=g)
+        fdrop = (frames >= fstart[:, None]) & (frames < (fstart + flen)[:, None])
+        dropped |= (fdrop & (torch.rand(b, generator=g) < a.frame_drop_p)[:, None])[..., None]
+        u = u + err[..., 0]
+        v = v + err[..., 1]
+        # Left/right leg swap over a window, a classic failure when legs cross.
+        swap = (window.roll(t // 2, dims=1) & (torch.rand(b, generator=g) < a.swap_p / max(a.occlude_p, 1e-6))[:, None])
+        su, sv = u.clone(), v.clone()
+        su[:, :, self.legs], sv[:, :, self.legs] = u[:, :, self.legs_swapped], v[:, :, self.legs_swapped]
+        u = torch.where(swap[..., None], su, u)
+        v = torch.where(swap[..., None], sv, v)
+        outside = (u.abs() > 1.0) | (v.abs() > half_v[:, None, None])
+        vis = torch.where(outside, vis * 0.1, vis)
+        clean = torch.rand(b, generator=g) < a.clean_p
+        vis = torch.where(clean[:, None, None], torch.ones_like(vis), vis)
+        vis = torch.where(dropped & ~clean[:, None, None], torch.zeros_like(vis), vis)
+        u = torch.where(clean[:, None, None], u - err[..., 0], u)
+        v = torch.where(clean[:, None, None], v - err[..., 1], v)
+        return u, v, vis
+
+
+class ChunkSampler:
+    """Random chunks of `length` frames from a MocapSet at random playback speeds, edge-clamped within a file."""
+
+    def __init__(self, data: MocapSet, length: int, speed: tuple[float, float], seed: int) -> None:
+        self.kp = torch.from_numpy(np.ascontiguousarray(data.keypoints, dtype=np.float32))
+        self.starts = data.starts
+        self.length = length
+        self.speed = speed
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, batch: int) -> torch.Tensor:
+        n = int(self.starts[-1])
+        centre = self.rng.integers(0, n, batch)
+        f = np.searchsorted(self.starts, centre, side="right") - 1
+        lo, hi = self.starts[f], self.starts[f + 1] - 1
+        speed = np.exp(self.rng.uniform(np.log(self.speed[0]), np.log(self.speed[1]), batch))
+        pos = centre[:, None] + speed[:, None] * (np.arange(self.length) - self.length // 2)[None]
+        pos = np.clip(pos, lo[:, None], hi[:, None])
+        i0 = np.floor(pos).astype(np.int64)
+        i1 = np.minimum(i0 + 1, hi[:, None])
+        w = torch.from_numpy((pos - i0).astype(np.float32))[..., None, None]
+        return self.kp[torch.from_numpy(i0)] * (1 - w) + self.kp[torch.from_numpy(i1)] * w
+
+
+def mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean per-joint position error, same units as the inputs (…, K, 3)."""
+    return float(np.mean(np.linalg.norm(pred - gt, axis=-1)))
+
+
+def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
+    """MPJPE after a per-frame similarity (rotation, scale, translation) Procrustes alignment; (N, K, 3)."""
+    mu_p, mu_g = pred.mean(1, keepdims=True), gt.mean(1, keepdims=True)
+    p, q = pred - mu_p, gt - mu_g
+    np_, ng = np.linalg.norm(p, axis=(1, 2), keepdims=True), np.linalg.norm(q, axis=(1, 2), keepdims=True)
+    p, q = p / np.maximum(np_, 1e-9), q / np.maximum(ng, 1e-9)
+    u, s, vt = np.linalg.svd(np.matmul(q.transpose(0, 2, 1), p))
+    v = vt.transpose(0, 2, 1)
+    r = np.matmul(v, u.transpose(0, 2, 1))
+    sign = np.sign(np.linalg.det(r))[:, None]
+    v[:, :, -1] *= sign
+    s[:, -1] *= sign.ravel()
+    r = np.matmul(v, u.transpose(0, 2, 1))
+    a = (np.sum(s, axis=1, keepdims=True) * ng[:, :, 0] / np.maximum(np_[:, :, 0], 1e-9))[..., None]
+    aligned = a * np.matmul(pred - mu_p, r) + mu_g
+    return mpjpe(aligned, gt)
+
+
+def evaluate(model: TemporalModel, data: MocapSet, layout: Layout, aug: Augment, cameras: int = 2,
+             seed: int = 1234, max_files: int = 0) -> dict[str, Any]:
+    """MPJPE / PA-MPJPE (mm) of whole held-out files seen through `cameras` held-out cameras each (drawn from
+    `seed`, never used in training), with clean 2D and with detector-like 2D errors; plus trajectory error."""
+    synth = Synth(layout, aug)
+    results: dict[str, Any] = {}
+    files = range(len(data.names)) if not max_files else range(min(max_files, len(data.names)))
+    for noisy in (False, True):
+        g = torch.Generator().manual_seed(seed)
+        errs, pa, traj, rel_traj, frames = [], [], [], [], 0
+        for i in files:
+            clip = torch.from_numpy(data.clip(i)).float()[None].expand(cameras, -1, -1, -1)
+            inputs, pose, tr = synth(clip, g, augment=False, noisy=noisy)
+            pred, pred_tr = infer(model, inputs.numpy(), layout)
+            pose_np, tr_np = pose.numpy(), tr.numpy()
+            n = pose_np.shape[0] * pose_np.shape[1]
+            errs.append(mpjpe(pred, pose_np) * n)
+            pa.append(pa_mpjpe(pred.reshape(n, -1, 3), pose_np.reshape(n, -1, 3)) * n)
+            d = np.linalg.norm(pred_tr - tr_np, axis=-1)
+            traj.append(float(d.sum()))
+            rel_traj.append(float((d / np.abs(tr_np[..., 2])).sum()))
+            frames += n
+        key = "noisy" if noisy else "clean"
+        results[key] = {"mpjpe_mm": 1000 * sum(errs) / frames, "pa_mpjpe_mm": 1000 * sum(pa) / frames,
+                        "trajectory_mm": 1000 * sum(traj) / frames, "trajectory_rel": sum(rel_traj) / frames,
+                        "frames": frames}
+    results["files"] = len(files)
+    results["cameras_per_file"] = cameras
+    return results
+
+
+def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
+    """Train a lifter under a wall-clock budget (cfg.minutes) or step count; save checkpoints and the final weights
+    to cfg.out with evaluation figures in the weights' meta and in <out>.eval.json."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    layout = lifter_layout()
+    t0 = time.monotonic()
+    data = load_mocap(cfg.data, cfg.cache)
+    train_idx, val_idx = split_files(data.names, cfg.val_styles)
+    trainset, valset = data.subset(train_idx), data.subset(val_idx)
+    log(f"mocap: {len(data.names)} files, {len(data.keypoints)} frames; train {len(train_idx)} files "
+        f"{len(trainset.keypoints)} frames, validation {len(val_idx)} files {len(valset.keypoints)} frames "
+        f"({time.monotonic() - t0:.0f} s)")
+    model = TemporalModel(layout.num_keypoints, 3, cfg.filter_widths, cfg.channels, cfg.dropout)
+    rf = model.receptive_field()
+    sampler = ChunkSampler(trainset, cfg.chunk + rf - 1, cfg.augment.speed, cfg.seed)
+    synth = Synth(layout, cfg.augment)
+    g = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
+    log(f"model: {sum(p.numel() for p in model.parameters())} parameters, receptive field {rf} frames")
+    budget = cfg.minutes * 60.0
+    start = last_log = last_ckpt = time.monotonic()
+    step, seen, losses = 0, 0, []
+    meta = {"keypoints": list(layout.names), "fps": data.fps, "train_files": len(train_idx),
+            "val_files": len(val_idx), "train_frames": int(len(trainset.keypoints)), "config": _jsonable(cfg)}
+    model.train()
+    while True:
+        elapsed = time.monotonic() - start
+        frac = min(1.0, elapsed / budget) if budget > 0 else step / max(cfg.max_steps, 1)
+        if (budget > 0 and elapsed >= budget) or (cfg.max_steps and step >= cfg.max_steps):
+            break
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * (cfg.lr_end / cfg.lr) ** frac
+        model.set_bn_momentum(0.1 * (0.001 / 0.1) ** frac)
+        world = sampler(cfg.batch)
+        inputs, pose, traj = synth(world, g)
+        pred, pred_traj = model(inputs)
+        sl = slice(rf // 2, rf // 2 + pred.shape[1])
+        pose_loss = torch.linalg.norm(pred - pose[:, sl], dim=-1).mean()
+        traj_loss = (torch.linalg.norm(pred_traj - traj[:, sl], dim=-1) / traj[:, sl, 2].abs()).mean()
+        loss = pose_loss + cfg.traj_weight * traj_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        seen += pred.shape[0] * pred.shape[1]
+        losses.append((float(pose_loss), float(traj_loss)))
+        now = time.monotonic()
+        if now - last_log >= cfg.log_every_s:
+            recent = np.mean(losses[-100:], axis=0)
+            log(f"step {step} frames {seen} ({seen / (now - start):.0f}/s) elapsed {(now - start) / 60:.1f} min "
+                f"lr {opt.param_groups[0]['lr']:.2e} pose {1000 * recent[0]:.1f} mm traj {recent[1]:.3f}")
+            last_log = now
+        if now - last_ckpt >= cfg.checkpoint_every_s:
+            save_weights(cfg.out, model, {**meta, "steps": step, "checkpoint": True})
+            last_ckpt = now
+    minutes = (time.monotonic() - start) / 60.0
+    model.eval()
+    meta.update({"steps": step, "frames_seen": seen, "train_minutes": round(minutes, 2), "checkpoint": False})
+    save_weights(cfg.out, model, meta)
+    log(f"trained {step} steps, {seen} frames in {minutes:.1f} min; evaluating on held-out files")
+    results = evaluate(model, valset, layout, cfg.augment, cfg.eval_cameras)
+    results.update({"steps": step, "train_minutes": round(minutes, 2), "losses_first": losses[:5],
+                    "losses_last": losses[-5:]})
+    meta["evaluation"] = results
+    save_weights(cfg.out, model, meta)
+    _write_json(Path(str(cfg.out) + ".eval.json"), results)
+    log(json.dumps(results, indent=1, default=float))
+    return results
+
+
+def _jsonable(cfg: TrainConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    return json.loads(json.dumps(d, default=str))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=float) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="folder of .bvh files and/or .tar.xz/.zip archives")
+    p.add_argument("--out", type=Path, default=ROOT / "core" / "weights" / "lifter_tcn.pt")
+    p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "mocap")
+    p.add_argument("--minutes", type=float, default=35.0, help="wall-clock training budget")
+    p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: budget only)")
+    p.add_argument("--batch", type=int, default=24)
+    p.add_argument("--chunk", type=int, default=48, help="output frames per training chunk")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--widths", type=str, default="3,3,3,3", help="temporal filter widths")
+    p.add_argument("--channels", type=int, default=256)
+    p.add_argument("--val-styles", type=str, default=",".join(DEFAULT_VAL_STYLES))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--eval-cameras", type=int, default=2)
+    p.add_argument("--eval-only", action="store_true", help="evaluate the weights at --out on the held-out files")
+    a = p.parse_args(argv)
+    cfg = TrainConfig(data=a.data, out=a.out, cache=a.cache, minutes=a.minutes if not a.steps else 0.0,
+                      max_steps=a.steps, batch=a.batch, chunk=a.chunk, lr=a.lr,
+                      filter_widths=tuple(int(w) for w in a.widths.split(",")), channels=a.channels,
+                      val_styles=tuple(s for s in a.val_styles.split(",") if s), seed=a.seed, threads=a.threads,
+                      eval_cameras=a.eval_cameras)
+    if a.eval_only:
+        torch.set_num_threads(cfg.threads)
+        model, meta = load_weights(cfg.out)
+        data = load_mocap(cfg.data, cfg.cache)
+        _, val_idx = split_files(data.names, cfg.val_styles)
+        results = evaluate(model, data.subset(val_idx), lifter_layout(), cfg.augment, cfg.eval_cameras)
+        print(json.dumps(results, indent=1, default=float))
+        return 0
+    train(cfg, log=lambda m: print(m, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
