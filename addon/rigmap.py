@@ -19,10 +19,14 @@ RIGS_DIR = Path(__file__).resolve().parent.parent / "rigs"
 PRESET_FORMAT = "mimic_bone_map"
 PRESET_VERSION = 1
 
-# Match qualities, best first: the name as written; the name without a namespace ("mixamorig:", "Armature|") or a
-# prefix every bone shares; the same words and side in any case or spelling ("upper_arm.L" = "LeftUpperArm").
+# Match qualities, best first: the name as written (a convention's namespace may be absent: "Hips" = "mixamorig:Hips");
+# the name without a namespace ("mixamorig7:", "Armature|") or a prefix most bones share ("Character1_"), any case;
+# the same words and side in any case or spelling ("upper_arm.L" = "LeftUpperArm").
 EXACT, STRIPPED, SIMILAR = 1.0, 0.95, 0.9
 REQUIRED_WEIGHT, OPTIONAL_WEIGHT = 2.0, 1.0
+# Bones typical of a convention that no joint maps to (CMU's LHipJoint, Mixamo's Spine1) tell apart conventions
+# whose mapped names overlap; together they weigh as much as two required joints.
+SIGNATURE_WEIGHT = 4.0
 
 _SIDE_WORDS = {"l": "L", "left": "L", "r": "R", "right": "R"}
 _SIDE_CHARS = {"左": "L", "右": "R"}
@@ -69,13 +73,15 @@ class Humanoid:
 
 @dataclass(frozen=True)
 class Convention:
-    """One naming convention: for each canonical joint, candidate bone names in order of preference."""
+    """One naming convention: for each canonical joint, candidate bone names in order of preference, and signature
+    bones that only this convention has."""
 
     name: str
     label: str
     description: str
     priority: int
     bones: dict[str, tuple[str, ...]]
+    signature: tuple[str, ...] = ()
 
 
 @dataclass
@@ -135,7 +141,7 @@ def load_conventions() -> dict[str, Convention]:
     for path in sorted((RIGS_DIR / "conventions").glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         out.append(Convention(data["name"], data["label"], data["description"], int(data["priority"]),
-                              {k: tuple(v) for k, v in data["bones"].items()}))
+                              {k: tuple(v) for k, v in data["bones"].items()}, tuple(data.get("signature", ()))))
     return {c.name: c for c in sorted(out, key=lambda c: c.priority)}
 
 
@@ -180,6 +186,7 @@ class _Index:
     def __init__(self, names: list[str]) -> None:
         prefix = common_prefix(names)
         self.exact = {n: n for n in names}
+        self.plain = {n: n for n in names if strip_namespace(n) == n}
         self.stripped: dict[str, str] = {}
         self.keys: dict[tuple[str, str], str] = {}
         for n in names:
@@ -187,16 +194,16 @@ class _Index:
             if prefix and variants[0].startswith(prefix):
                 variants.append(variants[0][len(prefix):])
             for v in variants:
-                self.stripped.setdefault(v, n)
+                self.stripped.setdefault(v.lower(), n)
                 self.keys.setdefault(name_key(v), n)
 
     def find(self, candidate: str) -> tuple[str, float] | None:
         """Best bone for a candidate name and the match quality, or None."""
-        if candidate in self.exact:
-            return candidate, EXACT
         bare = strip_namespace(candidate)
-        if bare in self.stripped:
-            return self.stripped[bare], STRIPPED
+        if candidate in self.exact or bare in self.plain:
+            return self.exact.get(candidate) or self.plain[bare], EXACT
+        if bare.lower() in self.stripped:
+            return self.stripped[bare.lower()], STRIPPED
         key = name_key(candidate)
         if key[1] and key in self.keys:
             return self.keys[key], SIMILAR
@@ -213,13 +220,16 @@ def match_convention(bones: Mapping[str, str | None], convention: Convention) ->
     for joint in human.names:
         weight = REQUIRED_WEIGHT if joint in human.required else OPTIONAL_WEIGHT
         total += weight
-        for candidate in convention.bones.get(joint, ()):
-            hit = index.find(candidate)
-            if hit is not None and hit[0] not in used:
-                bone_map[joint] = hit[0]
-                used.add(hit[0])
-                got += weight * hit[1]
-                break
+        hits = [index.find(c) for c in convention.bones.get(joint, ())]
+        hits = [h for h in hits if h is not None and h[0] not in used]
+        if hits:
+            bone, quality = max(hits, key=lambda h: h[1])  # the earliest candidate among the best matches
+            bone_map[joint] = bone
+            used.add(bone)
+            got += weight * quality
+    if convention.signature:
+        got += SIGNATURE_WEIGHT * sum(index.find(s) is not None for s in convention.signature) / len(convention.signature)
+        total += SIGNATURE_WEIGHT
     return bone_map, got / total
 
 
