@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from core import __version__
@@ -91,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(reporter, JsonReporter):
             print(f"mimic: error: {err}", file=sys.stderr)
         return err.exit_code
+    except Exception as exc:  # a bug, not bad input: keep the protocol intact and show the traceback on stderr
+        traceback.print_exc()
+        message = f"Internal error: {type(exc).__name__}: {exc}. Please report it with the traceback printed above."
+        reporter.error({"type": "InternalError", "message": message, "exit_code": 1})
+        return 1
     reporter.done(output=str(Path(output).resolve()), frames=motion.num_frames, fps=motion.fps)
     if isinstance(reporter, NullReporter) and args.progress != "none":
         print(f"wrote {output}", file=sys.stderr)
