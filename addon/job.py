@@ -233,8 +233,9 @@ class CoreJob:
             raise CoreError(str(st.error.get("message", "The core failed.")), str(st.error.get("type", "CoreError")),
                             int(st.error.get("exit_code", st.returncode or 1)))  # type: ignore[arg-type]
         if st.returncode != 0 or st.done is None:
-            tail = " | ".join(line for line in self._stderr if line)[-600:]
-            raise CoreError(f"The Mimic core stopped with exit code {st.returncode}: {tail or 'no message'}. "
+            lines = [line.strip() for line in self._stderr if line.strip()]
+            last = lines[-1][-300:] if lines else "no message"  # a traceback's last line names the exception
+            raise CoreError(f"The Mimic core stopped with exit code {st.returncode} ({last}). "
                             "Press Check in Preferences > Add-ons > Mimic to test its Python.", "CoreCrashed",
                             st.returncode or 1)
         return Path(str(st.done.get("output", self.output)))

@@ -1,0 +1,371 @@
+"""The Blender extension in real Blender (bpy 5.0.1): registration, the import operator on a real clip with the real
+core subprocess, exports re-imported by Blender's own importers, and failures that leave the scene as it was."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+import addon_utils  # noqa: E402  (Blender's module, importable once bpy is)
+
+from core.bvh import read_bvh  # noqa: E402
+from core.motion import load_motion  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO_MODULE = "mimic_tests"
+ADDON = f"bl_ext.{REPO_MODULE}.mimic"
+CLIP_RANGE = (0.5, 1.2)  # seconds of the walking clip: 21 frames at 30 fps, enough to move, quick to detect
+#: Mimic axes (Y up, faces +Z) -> Blender world (Z up, faces -Y): (x, y, z) -> (x, -z, y).
+MIMIC_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+TOLERANCE_M = 1e-3
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def enable_extension(repo_dir: Path):
+    """Start from an empty file and enable the repo as a real extension (a local repository holding it)."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    link = repo_dir / "mimic"
+    if not link.exists():
+        link.symlink_to(ROOT, target_is_directory=True)
+    repos = bpy.context.preferences.extensions.repos
+    if REPO_MODULE not in {r.module for r in repos}:
+        repos.new(name=REPO_MODULE, module=REPO_MODULE, custom_directory=str(repo_dir), source="USER")
+    return addon_utils.enable(ADDON, default_set=True, handle_error=_raise)
+
+
+def disable_extension() -> None:
+    addon_utils.disable(ADDON, default_set=True, handle_error=_raise)
+
+
+@pytest.fixture(scope="module")
+def ext(tmp_path_factory: pytest.TempPathFactory):
+    """The enabled extension's root module (bl_ext.mimic_tests.mimic); disabled again after this module."""
+    module = enable_extension(tmp_path_factory.mktemp("extensions"))
+    assert module is not None
+    yield module
+    disable_extension()
+
+
+def counts() -> dict[str, int]:
+    return {"objects": len(bpy.data.objects), "armatures": len(bpy.data.armatures), "actions": len(bpy.data.actions),
+            "meshes": len(bpy.data.meshes), "collections": len(bpy.data.collections)}
+
+
+def world_joints(obj: bpy.types.Object, names: list[str], frame: int) -> np.ndarray:
+    """(J, 3) world positions of the named bones' heads in the evaluated pose at `frame`, metres."""
+    bpy.context.scene.frame_set(frame)
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    matrix = np.array(evaluated.matrix_world)
+    heads = np.array([np.array(evaluated.pose.bones[n].head) for n in names])
+    return heads @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def fk_blender(motion, frames: list[int]) -> np.ndarray:
+    """(len(frames), J, 3) the motion file's forward kinematics, in Blender world axes."""
+    positions = motion.positions()[frames]
+    return positions @ MIMIC_TO_BLENDER.T
+
+
+def black_video(path: Path, frames: int = 12) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (320, 240))
+    for _ in range(frames):
+        writer.write(np.zeros((240, 320, 3), np.uint8))
+    writer.release()
+    return path
+
+
+# --- registration ----------------------------------------------------------------------------------------------
+
+def test_register_unregister_register_leaves_nothing_behind(ext) -> None:
+    package = ext.addon
+    classes = package._classes()
+    names = {c.__name__ for c in classes}
+    assert {"MIMIC_PT_main", "MIMIC_PG_settings", "MIMIC_OT_import_video", "MIMIC_OT_export_bvh",
+            "MIMIC_OT_export_fbx", "MIMIC_OT_check_core", "MIMIC_PG_retarget"} <= names
+    assert all(c.is_registered for c in classes)
+    assert "mimic" in bpy.types.Scene.bl_rna.properties
+    assert isinstance(bpy.context.scene.mimic.retarget, ext.addon.retarget_ui.MIMIC_PG_retarget)
+    assert len(package._cli_handles) == 1
+
+    disable_extension()
+    assert not any(c.is_registered for c in classes)
+    assert "mimic" not in bpy.types.Scene.bl_rna.properties
+    assert not hasattr(bpy.types.Scene, "mimic")
+    assert not hasattr(bpy.ops.mimic, "import_video") or not _op_exists("mimic.import_video")
+    assert package._cli_handles == []
+    assert ADDON not in bpy.context.preferences.addons
+
+    module = addon_utils.enable(ADDON, default_set=True, handle_error=_raise)
+    classes = module.addon._classes()
+    assert all(c.is_registered for c in classes)
+    assert bpy.context.scene.mimic.cutoff_hz == pytest.approx(6.0)
+    assert len(module.addon._cli_handles) == 1
+
+
+def _op_exists(idname: str) -> bool:
+    category, name = idname.split(".")
+    try:
+        getattr(getattr(bpy.ops, category), name).get_rna_type()
+    except (KeyError, AttributeError):
+        return False
+    return True
+
+
+def test_addon_never_imports_heavy_packages(tmp_path: Path) -> None:
+    """Blender's Python has no torch, mediapipe, cv2 or scipy: enabling the add-on and importing every module of
+    it (batch included) must not need them."""
+    (tmp_path / "mimic").symlink_to(ROOT, target_is_directory=True)
+    code = f"""
+import importlib, pkgutil, sys
+import bpy
+import addon_utils
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.context.preferences.extensions.repos.new(name="t", module="t", custom_directory={str(tmp_path)!r}, source="USER")
+mod = addon_utils.enable("bl_ext.t.mimic", default_set=True)
+for info in pkgutil.iter_modules(mod.addon.__path__):
+    importlib.import_module(mod.addon.__name__ + "." + info.name)
+print("HEAVY", sorted(m for m in ("torch", "mediapipe", "cv2", "scipy") if m in sys.modules))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "HEAVY []" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_manifest_and_built_zip(tmp_path: Path) -> None:
+    manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
+    assert manifest["schema_version"] == "1.0.0"
+    assert manifest["blender_version_min"] == "4.2.0"
+    assert manifest["type"] == "add-on" and manifest["id"] == "mimic"
+    assert all(lic.startswith("SPDX:") for lic in manifest["license"])
+    assert manifest["permissions"]["files"]
+    assert "network" not in manifest["permissions"]
+    # `blender --command extension build` runs this same bundled tool.
+    tool = Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
+    proc = subprocess.run([sys.executable, str(tool), "build", "--source-dir", str(ROOT), "--output-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (zip_path,) = tmp_path.glob("mimic-*.zip")
+    names = zipfile.ZipFile(zip_path).namelist()
+    for needed in ("blender_manifest.toml", "__init__.py", "addon/__init__.py", "addon/batch.py",
+                   "addon/motionfile.py", "core/__main__.py", "core/progress.py", "rigs/humanoid.json",
+                   "requirements.txt"):
+        assert needed in names
+    assert not [n for n in names if n.startswith((".venv", ".cache", ".git", "sample_clips", "tests/", "out/"))]
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".mp4", ".mov", ".npz", ".zip"))]
+
+
+# --- the import operator on a real clip -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def imported(ext, walk_clip: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Run the import operator (EXEC_DEFAULT: the core subprocess, then the scene) once on a short range of the
+    walking clip; keep a copy of the motion file it imported."""
+    keep = tmp_path_factory.mktemp("imported")
+    conversion_cls = ext.addon.conversion.Conversion
+    original = conversion_cls.cleanup
+
+    def cleanup_keeping_motion(self) -> None:
+        if self.job.output.is_file():
+            shutil.copy(self.job.output, keep / "motion.npz")
+        original(self)
+
+    settings = bpy.context.scene.mimic
+    settings.filepath = str(walk_clip)
+    settings.use_range = True
+    settings.start_s, settings.end_s = CLIP_RANGE
+    conversion_cls.cleanup = cleanup_keeping_motion
+    try:
+        result = bpy.ops.mimic.import_video("EXEC_DEFAULT")
+    finally:
+        conversion_cls.cleanup = original
+    assert result == {"FINISHED"}
+    motion = load_motion(keep / "motion.npz")
+    armature = bpy.context.view_layer.objects.active
+    return armature, motion
+
+
+def test_import_builds_armature_and_action_matching_fk(imported) -> None:
+    armature, motion = imported
+    frames = motion.num_frames
+    assert frames == pytest.approx((CLIP_RANGE[1] - CLIP_RANGE[0]) * motion.fps, abs=2)
+    assert armature.type == "ARMATURE" and armature.name == "sports2d_walk"
+    action = armature.animation_data.action
+    assert action.name == "sports2d_walk"
+    assert [b.name for b in armature.data.bones] == list(motion.skeleton.names)
+    fcurves = [fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags
+               for fc in bag.fcurves]
+    assert len(fcurves) == 4 * motion.skeleton.num_joints + 3
+    assert all(len(fc.keyframe_points) == frames for fc in fcurves)
+    assert tuple(action.frame_range) == (1.0, float(frames))
+    scene = bpy.context.scene
+    assert (scene.frame_start, scene.frame_end) == (1, frames)
+    assert scene.render.fps / scene.render.fps_base == pytest.approx(motion.fps)
+    # Bones point along themselves, so their rest frames are not world-aligned like Mimic's joints.
+    rest = np.array([np.array(b.matrix_local.to_3x3()) for b in armature.data.bones])
+    assert np.abs(rest - np.eye(3)).max(axis=(1, 2)).max() > 0.5
+    check = [0, frames // 3, frames // 2, frames - 1]
+    expected = fk_blender(motion, check)
+    for i, f in enumerate(check):
+        got = world_joints(armature, list(motion.skeleton.names), f + 1)
+        assert np.abs(got - expected[i]).max() < TOLERANCE_M
+    # The motion really moves: the check is not passing on a still pose.
+    assert np.abs(expected[-1] - expected[0]).max() > 0.05
+
+
+def test_exported_bvh_reimports_to_same_positions(imported, tmp_path: Path) -> None:
+    armature, motion = imported
+    names = list(motion.skeleton.names)
+    path = tmp_path / "walk.bvh"
+    with bpy.context.temp_override(active_object=armature, object=armature):
+        assert bpy.ops.mimic.export_bvh("EXEC_DEFAULT", filepath=str(path)) == {"FINISHED"}
+    text = path.read_text()
+    assert "CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation" in text
+    assert text.count("CHANNELS 6") == 1 and text.count("CHANNELS 3 Zrotation Xrotation Yrotation") == len(names) - 1
+    data = read_bvh(path)
+    assert data.num_frames == motion.num_frames and data.fps == pytest.approx(motion.fps, rel=1e-4)
+    rest = data.positions()[0]
+    assert rest[names.index("Head"), 1] > rest[names.index("Hips"), 1] + 0.3  # Y up
+    np.testing.assert_allclose(data.positions(), motion.positions(), atol=TOLERANCE_M)
+
+    before = set(bpy.data.objects)
+    bpy.ops.import_anim.bvh(filepath=str(path), update_scene_fps=False, update_scene_duration=False)
+    (bvh_obj,) = [o for o in bpy.data.objects if o not in before]
+    check = [0, motion.num_frames // 2, motion.num_frames - 1]
+    expected = fk_blender(motion, check)
+    for i, f in enumerate(check):
+        assert np.abs(world_joints(bvh_obj, names, f + 1) - expected[i]).max() < TOLERANCE_M
+    bpy.data.objects.remove(bvh_obj)
+
+
+def test_exported_fbx_reimports_to_same_positions(imported, tmp_path: Path) -> None:
+    armature, motion = imported
+    names = list(motion.skeleton.names)
+    path = tmp_path / "walk.fbx"
+    with bpy.context.temp_override(active_object=armature, object=armature):
+        assert bpy.ops.mimic.export_fbx("EXEC_DEFAULT", filepath=str(path)) == {"FINISHED"}
+    before = set(bpy.data.objects)
+    bpy.ops.import_scene.fbx(filepath=str(path), anim_offset=0.0)
+    new = [o for o in bpy.data.objects if o not in before]
+    assert [o.type for o in new] == ["ARMATURE"]  # armature only, no meshes, cameras or lights
+    fbx_obj = new[0]
+    assert [b.name for b in fbx_obj.data.bones] == names  # no leaf bones added
+    scale = np.array(fbx_obj.matrix_world.to_scale())
+    np.testing.assert_allclose(scale, 1.0, atol=1e-6)  # metres in, metres out: 1:1
+    check = [0, motion.num_frames // 2, motion.num_frames - 1]
+    expected = fk_blender(motion, check)
+    for i, f in enumerate(check):
+        assert np.abs(world_joints(fbx_obj, names, f + 1) - expected[i]).max() < TOLERANCE_M
+    bpy.data.batch_remove([fbx_obj, fbx_obj.data])
+
+
+# --- failures leave the scene as it was -------------------------------------------------------------------------
+
+def test_core_failure_reports_and_leaves_scene_unchanged(imported, ext, tmp_path: Path) -> None:
+    scene = bpy.context.scene
+    settings = scene.mimic
+    settings.filepath = str(black_video(tmp_path / "nobody.mp4"))
+    settings.use_range = False
+    before, timing = counts(), (scene.render.fps, scene.frame_start, scene.frame_end)
+    with pytest.raises(RuntimeError, match="(?i)person"):
+        bpy.ops.mimic.import_video("EXEC_DEFAULT")
+    assert counts() == before
+    assert (scene.render.fps, scene.frame_start, scene.frame_end) == timing
+
+
+def test_failure_while_building_removes_everything(imported, ext, monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    """A failure after the armature and action exist (here injected into keying) must remove both and restore
+    the scene's frame rate and range."""
+    _, motion = imported
+    importer = ext.addon.importer
+    real_key = importer.key_motion
+
+    def key_then_fail(*args, **kwargs):
+        real_key(*args, **kwargs)
+        raise RuntimeError("injected failure after keying")
+
+    scene = bpy.context.scene
+    scene.render.fps, scene.frame_end = 24, 77
+    before = counts()
+    data = ext.addon.motionfile.read_motion(_save_copy(motion, tmp_path / "m.npz"))
+    monkeypatch.setattr(importer, "key_motion", key_then_fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        importer.import_motion(bpy.context, data, "broken")
+    assert counts() == before
+    assert (scene.render.fps, scene.frame_end) == (24, 77)
+    assert "broken" not in bpy.data.actions and "broken" not in bpy.data.armatures
+
+
+def _save_copy(motion, path: Path) -> Path:
+    from core.motion import save_motion
+
+    save_motion(motion, path)
+    return path
+
+
+def test_target_selected_needs_an_armature(ext, imported, walk_clip: Path) -> None:
+    scene = bpy.context.scene
+    scene.mimic.filepath = str(walk_clip)
+    scene.mimic.target = "SELECTED"
+    bpy.context.view_layer.objects.active = None
+    before = counts()
+    try:
+        with pytest.raises(RuntimeError, match="Select the armature"):
+            bpy.ops.mimic.import_video("EXEC_DEFAULT")
+    finally:
+        scene.mimic.target = "NEW"
+    assert counts() == before
+
+
+def test_cancel_mid_run_kills_core_and_leaves_scene_unchanged(ext, imported, balance_clip: Path) -> None:
+    conversion_mod = ext.addon.conversion
+    job_mod = ext.addon.job
+    before = counts()
+    conversion = conversion_mod.Conversion(balance_clip, job_mod.CoreOptions(start_s=0.0, end_s=1.5)).start()
+    folder = conversion.folder
+    import time
+
+    deadline = time.monotonic() + 120
+    while conversion.poll() and conversion.job.state.stage not in ("detect", "lift"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert conversion.job.running, "the core finished before it could be cancelled"
+    conversion.cancel()
+    assert not conversion.job.running
+    assert conversion.job.state.returncode not in (None, 0)
+    assert not folder.exists()
+    with pytest.raises(job_mod.CoreCancelled):
+        conversion.finish(bpy.context)
+    assert counts() == before
+
+
+def test_check_reports_core_version_or_fix(ext) -> None:
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+    prefs.python_path = ""
+    assert bpy.ops.mimic.check_core() == {"FINISHED"}
+    assert prefs.check_message.startswith("mimic 0.1.0")
+    prefs.python_path = "/nonexistent/python"
+    try:
+        with pytest.raises(RuntimeError, match="does not exist"):
+            bpy.ops.mimic.check_core()
+        assert "venv" in prefs.check_message
+    finally:
+        prefs.python_path = ""
+
+
+def test_cli_command_entry_point(ext, tmp_path: Path) -> None:
+    """What `blender -c mimic convert ...` calls: same arguments as the batch script, exit code 2 on bad input."""
+    assert ext.addon.batch.cli_main(["convert", "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
+    with pytest.raises(SystemExit):
+        ext.addon.batch.cli_main(["convert", "--help"])
