@@ -270,7 +270,10 @@ def summary_table(results: list[ClipResult]) -> str:
 
 def main(argv: list[str], prog: str = "mimic-batch") -> int:
     """Run a batch; returns the exit code: 0 when every clip converted or was up to date, 1 otherwise."""
-    args = parse_args(argv, prog)
+    try:
+        args = parse_args(argv, prog)
+    except SystemExit as exc:  # --help or a usage error: argparse printed it; return its code, never exit Blender
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         results = run_batch(args)
     except (ValueError, InterpreterError, OSError) as err:

@@ -367,5 +367,5 @@ def test_check_reports_core_version_or_fix(ext) -> None:
 def test_cli_command_entry_point(ext, tmp_path: Path) -> None:
     """What `blender -c mimic convert ...` calls: same arguments as the batch script, exit code 2 on bad input."""
     assert ext.addon.batch.cli_main(["convert", "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
-    with pytest.raises(SystemExit):
-        ext.addon.batch.cli_main(["convert", "--help"])
+    assert ext.addon.batch.cli_main(["convert", "--help"]) == 0
+    assert ext.addon.batch.cli_main(["convert", "--input", str(tmp_path)]) == 2  # --output missing
