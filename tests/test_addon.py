@@ -3,6 +3,7 @@ core subprocess, exports re-imported by Blender's own importers, and failures th
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from core.motion import load_motion  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 REPO_MODULE = "mimic_tests"
 ADDON = f"bl_ext.{REPO_MODULE}.mimic"
-CLIP_RANGE = (0.5, 1.2)  # seconds of the walking clip: 21 frames at 30 fps, enough to move, quick to detect
+CLIP_RANGE = (2.0, 2.7)  # seconds of the walking clip with people in view: 21 frames at 30 fps, quick to detect
 #: Mimic axes (Y up, faces +Z) -> Blender world (Z up, faces -Y): (x, y, z) -> (x, -z, y).
 MIMIC_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 TOLERANCE_M = 1e-3
@@ -56,6 +57,11 @@ def ext(tmp_path_factory: pytest.TempPathFactory):
     assert module is not None
     yield module
     disable_extension()
+
+
+def submodule(ext, name: str):
+    """A module of the enabled extension's add-on, e.g. submodule(ext, "conversion")."""
+    return importlib.import_module(f"{ext.__name__}.addon.{name}")
 
 
 def counts() -> dict[str, int]:
@@ -172,7 +178,7 @@ def imported(ext, walk_clip: Path, tmp_path_factory: pytest.TempPathFactory):
     """Run the import operator (EXEC_DEFAULT: the core subprocess, then the scene) once on a short range of the
     walking clip; keep a copy of the motion file it imported."""
     keep = tmp_path_factory.mktemp("imported")
-    conversion_cls = ext.addon.conversion.Conversion
+    conversion_cls = submodule(ext, "conversion").Conversion
     original = conversion_cls.cleanup
 
     def cleanup_keeping_motion(self) -> None:
@@ -288,7 +294,7 @@ def test_failure_while_building_removes_everything(imported, ext, monkeypatch: p
     """A failure after the armature and action exist (here injected into keying) must remove both and restore
     the scene's frame rate and range."""
     _, motion = imported
-    importer = ext.addon.importer
+    importer = submodule(ext, "importer")
     real_key = importer.key_motion
 
     def key_then_fail(*args, **kwargs):
@@ -298,7 +304,7 @@ def test_failure_while_building_removes_everything(imported, ext, monkeypatch: p
     scene = bpy.context.scene
     scene.render.fps, scene.frame_end = 24, 77
     before = counts()
-    data = ext.addon.motionfile.read_motion(_save_copy(motion, tmp_path / "m.npz"))
+    data = submodule(ext, "motionfile").read_motion(_save_copy(motion, tmp_path / "m.npz"))
     monkeypatch.setattr(importer, "key_motion", key_then_fail)
     with pytest.raises(RuntimeError, match="injected"):
         importer.import_motion(bpy.context, data, "broken")
@@ -329,8 +335,8 @@ def test_target_selected_needs_an_armature(ext, imported, walk_clip: Path) -> No
 
 
 def test_cancel_mid_run_kills_core_and_leaves_scene_unchanged(ext, imported, balance_clip: Path) -> None:
-    conversion_mod = ext.addon.conversion
-    job_mod = ext.addon.job
+    conversion_mod = submodule(ext, "conversion")
+    job_mod = submodule(ext, "job")
     before = counts()
     conversion = conversion_mod.Conversion(balance_clip, job_mod.CoreOptions(start_s=0.0, end_s=1.5)).start()
     folder = conversion.folder
@@ -366,6 +372,7 @@ def test_check_reports_core_version_or_fix(ext) -> None:
 
 def test_cli_command_entry_point(ext, tmp_path: Path) -> None:
     """What `blender -c mimic convert ...` calls: same arguments as the batch script, exit code 2 on bad input."""
-    assert ext.addon.batch.cli_main(["convert", "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
-    assert ext.addon.batch.cli_main(["convert", "--help"]) == 0
-    assert ext.addon.batch.cli_main(["convert", "--input", str(tmp_path)]) == 2  # --output missing
+    batch = submodule(ext, "batch")
+    assert batch.cli_main(["convert", "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
+    assert batch.cli_main(["convert", "--help"]) == 0
+    assert batch.cli_main(["convert", "--input", str(tmp_path)]) == 2  # --output missing
