@@ -17,7 +17,7 @@ from core.atomic import atomic_path
 from core.errors import BadRange, NoPersonFound
 from core.person import PersonRule, PersonTracker, parse_person
 from core.progress import NullReporter, Reporter
-from core.video import VideoInfo, check_range, iter_frames, probe
+from core.video import VideoInfo, check_range, frames_of, probe
 
 NUM_LANDMARKS = 33
 CACHE_FORMAT = 1  # bump when the cached arrays or their meaning change
@@ -130,7 +130,7 @@ def _run(
     missing = np.full((NUM_LANDMARKS, 3), np.nan)
     tracker = PersonTracker(rule, make_pose, fps=info.fps)
     try:
-        with contextlib.closing(iter_frames(info.path, start, end)) as frames:
+        with contextlib.closing(frames_of(info, start, end)) as frames:
             for n, frame in enumerate(frames, 1):
                 found = tracker.process(frame.rgb)
                 times.append(frame.time_s)
@@ -141,6 +141,9 @@ def _run(
                     image.append(found.image)
                     world.append(found.world)
                 reporter.update(n)
+        for index, found in tracker.finish().items():  # the choice of person was revised after these frames
+            image[index] = missing if found is None else found.image
+            world[index] = missing if found is None else found.world
     finally:
         tracker.close()
     if not times:

@@ -9,6 +9,7 @@ Blanking instead of cropping keeps landmark coordinates in full-frame pixels and
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
@@ -106,27 +107,53 @@ def _inside(point: np.ndarray, region: tuple[int, int, int, int]) -> bool:
 
 
 class PersonTracker:
-    """Runs MediaPipe Pose frame by frame on the person chosen by `rule`; `process` returns their landmarks."""
+    """Runs MediaPipe Pose frame by frame on the person chosen by `rule`; `process` returns their landmarks.
+
+    For "largest" the search for other people runs in a background thread while tracking goes on; if it finds
+    someone larger, `finish` returns corrections for the frames already returned.
+    """
 
     def __init__(self, rule: PersonRule, pose_factory: PoseFactory, fps: float) -> None:
         self.rule = parse_person(rule)
         self._factory = pose_factory
         self._pose = pose_factory(False)
         self._static: Any = None
+        self._static_error: BaseException | None = None
+        # the search graph loads its models (~0.2 s) while the first frames decode and track
+        self._warming = threading.Thread(target=self._warm_static, name="mimic-pose-warmup", daemon=True)
+        self._warming.start()
         self._fps = fps
+        self._frame = -1  # ordinal of the frame being processed
         self._target: Found | None = None  # last box of the chosen person; None until chosen
         self._tracking = False  # the tracking graph held the chosen person in the previous frame
         self._lost = 0  # frames since the chosen person was last seen
         self._size = 0.0  # running box size of the chosen person, pixels
         self._mask: np.ndarray | None = None
+        self._search: threading.Thread | None = None
+        self._search_frame = -1
+        self._search_result: list[Found] | BaseException = []
+        self.corrections: dict[int, Found | None] = {}  # frame ordinal -> what it should have returned
         self.candidates: list[dict[str, Any]] = []  # people found when choosing: box, chosen (for Detections.info)
 
     def process(self, rgb: np.ndarray) -> Found | None:
         """Landmarks of the chosen person in this frame ((H, W, 3) uint8 RGB), or None if not seen."""
+        self._frame += 1
+        if self._search is not None and not self._search.is_alive():
+            self._settle(upto=self._frame)
         height, width = rgb.shape[:2]
         if self._target is None:
             first = landmarks(self._pose.process(rgb), width, height)
-            return None if first is None else self._choose(rgb, first)
+            if first is None:
+                return None
+            if self.rule != "largest":
+                return self._take(self._find_people(rgb, first))
+            self._accept(first)  # the tracking graph holds this person; look for a larger one meanwhile
+            self._search_frame = self._frame
+            self._search = threading.Thread(
+                target=self._run_search, args=(rgb, first), name="mimic-person-search", daemon=True
+            )
+            self._search.start()
+            return first
         image = rgb if self._tracking else self._search_image(rgb)
         found = landmarks(self._pose.process(image), width, height)
         if found is not None and self._tracking and self._jumped(found):
@@ -139,18 +166,63 @@ class PersonTracker:
         self._accept(found)
         return found
 
-    def _accept(self, found: Found) -> None:
-        self._target, self._tracking, self._lost = found, True, 0
-        self._size = found.size if self._size == 0 else (1 - SIZE_SMOOTHING) * self._size + SIZE_SMOOTHING * found.size
+    def finish(self) -> dict[int, Found | None]:
+        """After the last frame: wait for a pending search; returns `corrections` (frame ordinal -> landmarks)."""
+        if self._search is not None:
+            self._search.join()
+            self._settle(upto=self._frame + 1)
+        return self.corrections
 
     def close(self) -> None:
+        """Stop the helper threads and free the MediaPipe graphs."""
+        for thread in (self._warming, self._search):
+            if thread is not None:
+                thread.join()
         for pose in (self._pose, self._static):
             if pose is not None:
                 pose.close()
         self._static = None
 
-    def _choose(self, rgb: np.ndarray, first: Found) -> Found | None:
-        """Find the other people in this frame (blanking out those found), pick one by the rule."""
+    def _accept(self, found: Found) -> None:
+        self._target, self._tracking, self._lost = found, True, 0
+        self._size = found.size if self._size == 0 else (1 - SIZE_SMOOTHING) * self._size + SIZE_SMOOTHING * found.size
+
+    def _warm_static(self) -> None:
+        try:
+            self._static = self._factory(True)
+            self._static.process(np.zeros((64, 64, 3), np.uint8))
+        except BaseException as exc:  # re-raised in the main thread when the graph is needed
+            self._static_error = exc
+
+    def _search_graph(self) -> Any:
+        self._warming.join()
+        if self._static_error is not None:
+            raise self._static_error
+        return self._static
+
+    def _run_search(self, rgb: np.ndarray, first: Found) -> None:
+        try:
+            self._search_result = self._find_people(rgb, first)
+        except BaseException as exc:  # re-raised in the main thread by _settle
+            self._search_result = exc
+
+    def _settle(self, upto: int) -> None:
+        """Apply the finished background search: if it picked someone else, frames since it started were wrong."""
+        self._search = None
+        if isinstance(self._search_result, BaseException):
+            raise self._search_result
+        people = self._search_result
+        pick = self._pick(people)
+        if pick == 0:
+            return
+        self.corrections[self._search_frame] = people[pick]
+        self.corrections.update(dict.fromkeys(range(self._search_frame + 1, upto)))
+        self._pose.reset()  # it holds someone else: re-acquire the chosen one in a search region
+        self._target, self._size = people[pick], people[pick].size
+        self._tracking, self._lost = False, upto - self._search_frame
+
+    def _find_people(self, rgb: np.ndarray, first: Found) -> list[Found]:
+        """`first` and the other people in this frame, found by blanking out those already found."""
         height, width = rgb.shape[:2]
         people = [first]
         blanked = rgb.copy()
@@ -159,12 +231,14 @@ class PersonTracker:
             regions.append(_clip_box(people[-1].box, BLANK_MARGIN * people[-1].size, width, height))
             x0, y0, x1, y1 = regions[-1]
             blanked[y0:y1, x0:x1] = 0
-            if self._static is None:
-                self._static = self._factory(True)
-            found = landmarks(self._static.process(blanked), width, height)
+            found = landmarks(self._search_graph().process(blanked), width, height)
             if found is None or any(_inside(found.centre, region) for region in regions):
                 break  # nobody else, or the same person again (partly outside the blanked box)
             people.append(found)
+        return people
+
+    def _pick(self, people: list[Found]) -> int:
+        """Index of the person the rule picks; records the candidates."""
         pick = choose(people, self.rule)
         self.candidates = [{"box": p.box.round(1).tolist(), "chosen": i == pick} for i, p in enumerate(people)]
         if pick is None:
@@ -173,6 +247,11 @@ class PersonTracker:
                 "with anyone in it.",
                 f"Choose a person from 0 to {len(people) - 1}, 'left', 'right' or 'largest'.",
             )
+        return pick
+
+    def _take(self, people: list[Found]) -> Found:
+        """Follow the person the rule picks among `people` (found in the current frame)."""
+        pick = self._pick(people)
         self._accept(people[pick])
         if pick != 0:
             self._pose.reset()  # it holds someone else: re-acquire the chosen one in a search region

@@ -107,10 +107,11 @@ def iter_frames(path: Path | str, start_s: float | None = None, end_s: float | N
     """
     info = probe(path)
     start, end = check_range(info, start_s, end_s)
-    return _frames(info, start, end)
+    return frames_of(info, start, end)
 
 
-def _frames(info: VideoInfo, start: float, end: float) -> Iterator[Frame]:
+def frames_of(info: VideoInfo, start: float, end: float) -> Iterator[Frame]:
+    """iter_frames for a video already probed and a range already checked (check_range)."""
     out: queue.Queue[object] = queue.Queue(maxsize=QUEUE_FRAMES)
     stop = threading.Event()
     thread = threading.Thread(

@@ -1,0 +1,188 @@
+"""Throughput of every pipeline stage and of the whole pipeline, against MediaPipe detection alone.
+
+Usage: .venv/bin/python bench/speed.py [CLIP ...] [--repeat N] [--lifter NAME]
+
+For each clip it prints frames per second of: decode (threaded OpenCV decoding alone), MediaPipe alone (decode
++ MediaPipe Pose per frame in one plain loop, the reference), detect (core.detect2d.detect, no cache), lift,
+filter, solve, write (each stage called directly on the previous stage's output), and the whole pipeline
+(core.pipeline.convert with the cache off). Then the ratio whole / MediaPipe-alone; the target is >= 0.85.
+Each timing is the best of --repeat runs, so that other work on a shared machine disturbs it less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from core.detect2d import make_pose  # noqa: E402
+from core.video import iter_frames, probe  # noqa: E402
+
+CLIPS = [ROOT / "sample_clips" / "sports2d_walk.mp4", ROOT / "sample_clips" / "pose2sim_balance.mp4"]
+TARGET_RATIO = 0.85
+
+
+def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
+    """The shortest wall time of `repeat` calls of fn, and fn's last result."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def decode_only(clip: Path) -> int:
+    with contextlib.closing(iter_frames(clip)) as frames:
+        return sum(1 for _ in frames)
+
+
+def mediapipe_alone(clip: Path) -> int:
+    """The reference: read, convert to RGB, MediaPipe Pose (tracking mode) per frame, one thread."""
+    cap = cv2.VideoCapture(str(clip))
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+    pose = make_pose(False)
+    n = 0
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                return n
+            pose.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            n += 1
+    finally:
+        pose.close()
+        cap.release()
+
+
+def mediapipe_threaded(clip: Path) -> int:
+    """MediaPipe Pose per frame on core.video's threaded decoder: the best a detector can do here."""
+    pose = make_pose(False)
+    n = 0
+    try:
+        with contextlib.closing(iter_frames(clip)) as frames:
+            for frame in frames:
+                pose.process(frame.rgb)
+                n += 1
+        return n
+    finally:
+        pose.close()
+
+
+def stage_rows(clip: Path, repeat: int, lifter_name: str, out_dir: Path) -> tuple[list[tuple[str, float, str]], dict[str, float]]:
+    """(stage, fps, note) rows for one clip, and the fps of the references and the whole pipeline."""
+    rows: list[tuple[str, float, str]] = []
+    fps: dict[str, float] = {}
+    frames = probe(clip).frame_count
+
+    def timed(name: str, fn: Callable[[], Any], n: int | None = None) -> Any:
+        try:
+            seconds, result = best_of(repeat, fn)
+        except Exception as exc:  # a stage that does not exist yet or fails: report it, go on
+            rows.append((name, float("nan"), f"n/a: {type(exc).__name__}: {str(exc).splitlines()[0][:90]}"))
+            if "-v" in sys.argv:
+                traceback.print_exc()
+            return None
+        count = n if n is not None else frames
+        fps[name] = count / seconds
+        rows.append((name, fps[name], f"{count} frames in {seconds:.2f} s"))
+        return result
+
+    timed("decode", lambda: decode_only(clip))
+    timed("mediapipe alone", lambda: mediapipe_alone(clip))
+    timed("mediapipe + threaded decode", lambda: mediapipe_threaded(clip))
+
+    from core.detect2d import detect
+
+    det = timed("detect", lambda: detect(clip, use_cache=False))
+    if det is not None:
+        frames = det.num_frames
+    lifted = keypoints = motion = None
+    if det is not None:
+        try:
+            from core.lift import get_lifter
+
+            lifter = get_lifter(lifter_name)
+            lifted = timed("lift", lambda: lifter.lift(det))
+        except Exception as exc:
+            rows.append(("lift", float("nan"), f"n/a: {type(exc).__name__}: {exc}"[:110]))
+    if lifted is not None:
+        def run_filter() -> np.ndarray:
+            from core.filters import fill_gaps, smooth
+
+            valid = (lifted.confidence > 0) & np.all(np.isfinite(lifted.keypoints), axis=-1)
+            filled, _ = fill_gaps(lifted.keypoints, valid, det.fps)
+            return smooth(filled, det.fps)
+
+        keypoints = timed("filter", run_filter)
+    if keypoints is not None:
+        def run_solve() -> Any:
+            from core.ik import solve
+
+            return solve(keypoints, lifted.confidence, det.fps)
+
+        motion = timed("solve", run_solve)
+    if motion is not None:
+        def run_write() -> None:
+            from core.bvh import write_bvh
+
+            write_bvh(out_dir / "stage.bvh", motion)
+
+        timed("write", run_write)
+
+    def whole() -> Any:
+        from core.pipeline import ConvertOptions, convert
+
+        options = ConvertOptions(lifter=lifter_name, use_cache=False, overwrite=True)
+        return convert(clip, out_dir / "whole.bvh", options)
+
+    timed("whole pipeline", whole)
+    return rows, fps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("clips", nargs="*", type=Path, default=CLIPS)
+    parser.add_argument("--repeat", type=int, default=2, help="best of this many runs per timing (default 2)")
+    parser.add_argument("--lifter", default=None, help="lifter for lift and the whole pipeline (default: the default)")
+    parser.add_argument("-v", action="store_true", help="print tracebacks of failing stages")
+    args = parser.parse_args()
+    from core.lift import DEFAULT_LIFTER
+
+    lifter_name = args.lifter or DEFAULT_LIFTER
+    print(f"lifter {lifter_name}, best of {args.repeat}, cv2 threads {cv2.getNumThreads()}")
+    ratios = []
+    with tempfile.TemporaryDirectory(prefix="mimic-bench-") as tmp:
+        for clip in args.clips:
+            info = probe(clip)
+            print(f"\n{clip.name}: {info.width}x{info.height}, {info.fps:g} fps, {info.frame_count} frames")
+            rows, fps = stage_rows(clip, args.repeat, lifter_name, Path(tmp))
+            for name, value, note in rows:
+                shown = "     n/a" if np.isnan(value) else f"{value:8.1f}"
+                print(f"  {name:28s} {shown} fps   {note}")
+            for ref in ("mediapipe alone", "mediapipe + threaded decode"):
+                if "whole pipeline" in fps and ref in fps:
+                    ratio = fps["whole pipeline"] / fps[ref]
+                    print(f"  ratio whole / {ref:22s} {ratio:6.2f}  (target >= {TARGET_RATIO})")
+                    if ref == "mediapipe alone":
+                        ratios.append(ratio)
+                if "detect" in fps and ref in fps:
+                    print(f"  ratio detect / {ref:21s} {fps['detect'] / fps[ref]:6.2f}")
+    if ratios:
+        print(f"\nworst whole / mediapipe-alone ratio: {min(ratios):.2f} (target >= {TARGET_RATIO})")
+
+
+if __name__ == "__main__":
+    main()
