@@ -11,37 +11,90 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import binary_closing, binary_opening
+from scipy.spatial.transform import Rotation
 
 
 @dataclass(frozen=True)
 class ContactSettings:
     """A foot is planted when its lowest landmark is within height_m of the floor and its landmarks move slower
-    than speed_mps; plants and lifts shorter than min_frames are dropped. floor_percentile: which percentile of the
-    per-frame lowest foot height is the floor (50 = median: robust to noise, fine while a foot touches the ground
-    in most frames, as in walking or standing)."""
+    than speed_mps; plants and lifts shorter than min_frames are dropped. A still foot for min_stance_s is a stance
+    (floor_height). A median body axis tilted more than max_tilt_deg is not levelled (level_rotation)."""
 
     height_m: float = 0.06
     speed_mps: float = 0.6
     min_frames: int = 3
-    floor_percentile: float = 50.0
+    min_stance_s: float = 0.25
+    max_tilt_deg: float = 35.0
 
 
 DEFAULT = ContactSettings()
 
 
-def floor_height(keypoints: np.ndarray, valid: np.ndarray, feet: Mapping[str, Sequence[int]],
+def _foot_tracks(keypoints: np.ndarray, fps: float, feet: Mapping[str, Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per foot the lowest landmark's height (F, n_feet) and the foot's speed (F, n_feet), metres and m/s."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    heights, speeds = [], []
+    for side in feet.values():
+        foot = kp[:, list(side)]
+        heights.append(np.min(foot[..., 1], axis=1))
+        centre = foot.mean(axis=1)
+        speed = np.linalg.norm(np.gradient(centre, axis=0), axis=-1) * fps if len(kp) > 1 else np.zeros(len(kp))
+        speeds.append(speed)
+    return np.stack(heights, axis=1), np.stack(speeds, axis=1)
+
+
+def floor_height(keypoints: np.ndarray, valid: np.ndarray, fps: float, feet: Mapping[str, Sequence[int]],
                  sole_height: float = 0.0, settings: ContactSettings = DEFAULT) -> float:
-    """Y of the floor (metres) under keypoints (F, K, 3) with validity (F, K); NaN if no foot is ever seen."""
-    idx = np.array([k for side in feet.values() for k in side])
-    heights = np.where(valid[:, idx], keypoints[:, idx, 1], np.inf)
-    lowest = np.min(heights, axis=1)
-    lowest = lowest[np.isfinite(lowest)]
-    if lowest.size == 0:
+    """Y of the floor (metres) under keypoints (F, K, 3) with validity (F, K); NaN if no foot is ever seen.
+
+    Each stretch of at least min_stance_s where a foot is seen and still gives one stance height (the median of
+    its lowest landmark); the floor is the lowest stance, so stepping down from a box lands on the floor, not in
+    it. Without any stance (a very short or very busy clip) the median lowest foot height stands in.
+    """
+    heights, speeds = _foot_tracks(keypoints, fps, feet)
+    seen = np.stack([np.all(valid[:, list(side)], axis=1) for side in feet.values()], axis=1) & np.isfinite(heights)
+    still = seen & (np.nan_to_num(speeds, nan=np.inf) < settings.speed_mps)
+    min_frames = max(1, int(round(settings.min_stance_s * fps)))
+    stances = [float(np.median(heights[start:end + 1, foot]))
+               for foot in range(still.shape[1]) for start, end in _runs(still[:, foot])
+               if end + 1 - start >= min_frames]
+    if stances:
+        return min(stances) - sole_height
+    if not np.any(seen):
         return float("nan")
-    return float(np.percentile(lowest, settings.floor_percentile)) - sole_height
+    return float(np.median(heights[seen])) - sole_height
 
 
-def ground_offset(keypoints: np.ndarray, valid: np.ndarray, feet: Mapping[str, Sequence[int]],
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) inclusive of every run of True in a 1-D mask."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
+
+
+def level_rotation(keypoints: np.ndarray, valid: np.ndarray, lower: Sequence[int], upper: Sequence[int],
+                   settings: ContactSettings = DEFAULT) -> Rotation:
+    """The tilt correction for a camera that pitches or rolls: turns the clip's median body axis upright.
+
+    keypoints: (F, K, 3) metres; valid: (F, K); lower/upper: landmark indices (ankles, shoulders) whose means give
+    the body axis. People stand upright on average, so the median axis is the true vertical; a median tilt beyond
+    max_tilt_deg means the person is not upright (lying, handstand) and no correction is made. No turn about Y.
+    """
+    lower, upper = np.asarray(lower), np.asarray(upper)
+    ok = np.all(valid[:, lower], axis=1) & np.all(valid[:, upper], axis=1)
+    if not np.any(ok):
+        return Rotation.identity()
+    axis = keypoints[ok][:, upper].mean(axis=1) - keypoints[ok][:, lower].mean(axis=1)
+    axis = axis / np.linalg.norm(axis, axis=-1, keepdims=True)
+    up = np.median(axis, axis=0)
+    up = up / np.linalg.norm(up)
+    tilt = np.arccos(np.clip(up[1], -1.0, 1.0))
+    if not np.isfinite(tilt) or tilt > np.radians(settings.max_tilt_deg) or tilt < 1e-9:
+        return Rotation.identity()
+    turn = np.cross(up, [0.0, 1.0, 0.0])
+    return Rotation.from_rotvec(turn / np.linalg.norm(turn) * tilt)
+
+
+def ground_offset(keypoints: np.ndarray, valid: np.ndarray, fps: float, feet: Mapping[str, Sequence[int]],
                   centre: Sequence[int], sole_height: float = 0.0, settings: ContactSettings = DEFAULT) -> np.ndarray:
     """(3,) metres to add to every keypoint so that the floor is Y = 0 and the body starts above the origin.
 
@@ -49,7 +102,7 @@ def ground_offset(keypoints: np.ndarray, valid: np.ndarray, feet: Mapping[str, S
     at the first frame where they are all valid (the hip landmarks). Missing feet or centre leave that part at 0.
     """
     offset = np.zeros(3)
-    floor = floor_height(keypoints, valid, feet, sole_height, settings)
+    floor = floor_height(keypoints, valid, fps, feet, sole_height, settings)
     if np.isfinite(floor):
         offset[1] = -floor
     centre = np.asarray(centre)
@@ -66,19 +119,12 @@ def foot_contacts(keypoints: np.ndarray, fps: float, feet: Mapping[str, Sequence
 
     keypoints: (F, K, 3) metres, Y up, gaps already filled; fps: frames per second; floor: Y of the floor, metres.
     """
-    kp = np.asarray(keypoints, dtype=np.float64)
-    frames = kp.shape[0]
+    heights, speeds = _foot_tracks(keypoints, fps, feet)
+    frames = heights.shape[0]
     out = np.zeros((frames, len(feet)), dtype=bool)
-    if frames == 0:
-        return out
     structure = np.ones(max(settings.min_frames, 1), dtype=bool)
-    for i, side in enumerate(feet.values()):
-        foot = kp[:, list(side)]
-        height = np.min(foot[..., 1], axis=1) - floor - sole_height
-        centre = foot.mean(axis=1)
-        speed = np.linalg.norm(np.gradient(centre, axis=0), axis=-1) * fps if frames > 1 else np.zeros(frames)
-        planted = (height < settings.height_m) & (speed < settings.speed_mps)
-        planted = np.nan_to_num(planted).astype(bool)
+    for i in range(len(feet) if frames else 0):
+        planted = (heights[:, i] - floor - sole_height < settings.height_m) & (speeds[:, i] < settings.speed_mps)
         if settings.min_frames > 1:
             pad = settings.min_frames
             padded = np.pad(planted, pad, mode="edge")  # the clip's ends continue as they are, not as lifted

@@ -65,7 +65,8 @@ def smooth(x: np.ndarray, fps: float, cutoff_hz: float | None = 6.0, order: int 
     """Zero-phase Butterworth low-pass along axis 0 (frames) of `x` (F, ...), any units.
 
     cutoff 0/None, or at/above Nyquist, returns a copy unchanged. Runs the filter forwards and backwards
-    (scipy.signal.sosfiltfilt), so there is no lag; the padding shrinks to fit short clips. Columns holding NaN
+    (scipy.signal.sosfiltfilt), so there is no lag; straight-line motion passes unchanged and the padding shrinks
+    to fit short clips. Columns holding NaN
     (keypoints never seen) are left as they are rather than spreading NaN.
     """
     x = np.array(x, dtype=np.float64, copy=True)
@@ -78,7 +79,13 @@ def smooth(x: np.ndarray, fps: float, cutoff_hz: float | None = 6.0, order: int 
     default_pad = 3 * (2 * len(sos) + 1 - min(int(np.sum(sos[:, 2] == 0)), int(np.sum(sos[:, 5] == 0))))
     padlen = min(default_pad, x.shape[0] - 1)
     if np.any(finite):
-        flat[:, finite] = sosfiltfilt(sos, flat[:, finite], axis=0, padlen=padlen)
+        # Filter around the least-squares line: a line passes a low-pass unchanged, so motion that is still under
+        # way at the clip's ends is not bent by the start-up of the filter (which matters most on short clips).
+        cols = flat[:, finite]
+        t = np.arange(x.shape[0], dtype=np.float64) - 0.5 * (x.shape[0] - 1)
+        mean, slope = cols.mean(axis=0), (t @ cols) / (t @ t)
+        trend = mean + t[:, None] * slope
+        flat[:, finite] = sosfiltfilt(sos, cols - trend, axis=0, padlen=padlen) + trend
     return flat.reshape(x.shape)
 
 

@@ -59,6 +59,8 @@ class IkRig:
     bones: tuple[dict[str, Any], ...]
     twist_blend: tuple[float, float]
     feet: dict[str, tuple[int, ...]]
+    body_axis: tuple[tuple[int, ...], tuple[int, ...]]
+    centre: np.ndarray
 
     def group_of(self, name: str) -> dict[str, Any]:
         return next(g for g in self.scales if g["name"] == name)
@@ -83,9 +85,11 @@ def load_ik_rig(name: str = "humanoid_ik") -> IkRig:
     points = {n: np.array([k]) for k, n in enumerate(names)}
     points.update({p: np.array([names.index(n) for n in members]) for p, members in data["points"].items()})
     feet = {side: tuple(names.index(n) for n in lm) for side, lm in data["feet"].items()}
+    axis = tuple(tuple(names.index(n) for n in data["body_axis"][end]) for end in ("lower", "upper"))
     lo, hi = np.radians(data["twist_blend_deg"])
     return IkRig(data["name"], skeleton, names, joint, offset, scale, points, tuple(data["scales"]),
-                 tuple(data["bones"]), (float(lo), float(hi)), feet)
+                 tuple(data["bones"]), (float(lo), float(hi)), feet, axis,
+                 points[data["centre"]])  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------- the body model
@@ -417,8 +421,9 @@ def solve(keypoints: np.ndarray, confidence: np.ndarray, fps: float, skeleton: S
     keypoints: (F, 33, 3) metres, Mimic world axes, root trajectory included; NaN where unknown.
     confidence: (F, 33) 0..1; frames below min_confidence do not count when measuring bone lengths.
     skeleton: the hierarchy and rest directions to solve for (default rigs/humanoid.json); lengths are re-measured.
-    symmetric: left and right limbs share one length. ground: move the clip so that the feet stand on Y = 0
-    (core.contacts.ground_offset) and the first frame's hips sit above the origin.
+    symmetric: left and right limbs share one length. ground: level a tilted camera (core.contacts.level_rotation),
+    then move the clip so that the feet stand on Y = 0 and the first frame's hips sit above the origin
+    (core.contacts.ground_offset); meta["ik"] records both.
     Returns rotations (F, J, 4) w-x-y-z continuous over time, root_positions (F, 3), confidence (F, J),
     keypoints_3d (the keypoints as solved, after grounding), contacts (F, 2); meta holds the scales and the offset.
     """
@@ -434,10 +439,11 @@ def solve(keypoints: np.ndarray, confidence: np.ndarray, fps: float, skeleton: S
 
     solver = _Solver(rig, base, kp, conf, confident, symmetric)
     solver.measure_distances()
-    offset = np.zeros(3)
+    offset, level = np.zeros(3), Rotation.identity()
     if ground:
-        sole = _sole_height(rig, solver)
-        offset = contacts.ground_offset(kp, confident, rig.feet, rig.points["mid_hip"], sole)
+        level = contacts.level_rotation(kp, confident, *rig.body_axis)
+        kp = level.apply(kp.reshape(-1, 3)).reshape(kp.shape)
+        offset = contacts.ground_offset(kp, confident, fps, rig.feet, rig.centre, _sole_height(rig, solver))
         solver.kp = kp = kp + offset
     for bone in rig.bones:
         kind = bone["solver"]
@@ -467,8 +473,8 @@ def solve(keypoints: np.ndarray, confidence: np.ndarray, fps: float, skeleton: S
     feet = contacts.foot_contacts(kp, fps, rig.feet, floor=0.0, sole_height=sole)
     motion = Motion(skeleton=sk, fps=float(fps), rotations=rotations, root_positions=root, confidence=joint_conf,
                     keypoints_3d=kp, contacts=feet)
-    motion.meta.update(ik={"rig": rig.name, "scales": dict(solver.scales), "ground_offset": offset.tolist(),
-                           "symmetric": symmetric})
+    motion.meta.update(ik={"rig": rig.name, "scales": dict(solver.scales), "symmetric": symmetric,
+                           "level_wxyz": to_wxyz(level).tolist(), "ground_offset": offset.tolist()})
     return motion
 
 
