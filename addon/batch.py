@@ -188,13 +188,18 @@ def export_clip(motion_path: Path, clip: Path, outputs: list[Path], rig: Rig) ->
             bpy.data.batch_remove(new)
 
 
-def _progress(result: ClipResult, job: CoreJob, shown: dict[Path, str], index: str) -> None:
-    """Print a clip's stage when it changes."""
-    stage = job.state.stage
-    if shown.get(result.clip) != stage:
-        shown[result.clip] = stage
-        total = f" ({job.state.total} frames)" if job.state.total else ""
-        print(f"{index} {result.clip.name}: {stage}{total}", flush=True)
+def _progress(result: ClipResult, job: CoreJob, shown: dict[Path, tuple[int, int]], index: str) -> None:
+    """Print each stage the clip's core has entered since the last call, and every quarter of a long stage."""
+    st = job.state
+    seen, quarter = shown.get(result.clip, (0, 0))
+    for stage, total in st.stages[seen:]:
+        print(f"{index} {result.clip.name}: {stage}" + (f" ({total} frames)" if total else ""), flush=True)
+        quarter = 0
+    now = 4 * st.frame // st.total if st.total else 0
+    if 0 < now < 4 and now > quarter:
+        print(f"{index} {result.clip.name}: {st.stage} {st.frame}/{st.total} ({st.fraction:.0%} overall)", flush=True)
+        quarter = now
+    shown[result.clip] = (len(st.stages), quarter)
 
 
 def run_batch(args: argparse.Namespace) -> list[ClipResult]:
@@ -218,7 +223,7 @@ def run_batch(args: argparse.Namespace) -> list[ClipResult]:
     label = {r.clip: f"[{i + 1}/{total}]" for i, r in enumerate(results)}
     work = Path(tempfile.mkdtemp(prefix="mimic-batch-"))
     running: list[tuple[ClipResult, CoreJob]] = []
-    shown: dict[Path, str] = {}
+    shown: dict[Path, tuple[int, int]] = {}
     try:
         while pending or running:
             while pending and len(running) < args.jobs:

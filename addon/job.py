@@ -68,13 +68,15 @@ class CoreOptions:
 
 @dataclass
 class JobState:
-    """What the core has reported so far. fraction: overall 0..1 across STAGES."""
+    """What the core has reported so far. fraction: overall 0..1 across STAGES; stages: every stage entered, in
+    order (a poll may apply several lines at once)."""
 
     stage: str = "starting"
     frame: int = 0
     total: int = 0
     fraction: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    stages: list[tuple[str, int]] = field(default_factory=list)
     done: dict[str, object] | None = None
     error: dict[str, object] | None = None
     returncode: int | None = None
@@ -176,6 +178,8 @@ class CoreJob:
         st = self.state
         if "stage" in msg:
             st.stage, st.frame, st.total = str(msg["stage"]), int(msg.get("frame", 0)), int(msg.get("total", 0))
+            if not st.stages or st.stages[-1][0] != st.stage:
+                st.stages.append((st.stage, st.total))
             index = STAGES.index(st.stage) if st.stage in STAGES else 0
             within = st.frame / st.total if st.total else 0.0
             st.fraction = max(st.fraction, min((index + within) / len(STAGES), 1.0))

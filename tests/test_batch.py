@@ -36,7 +36,7 @@ def black_video(path: Path, frames: int = 12) -> Path:
 def clips(tmp_path_factory: pytest.TempPathFactory, walk_clip: Path) -> Path:
     folder = tmp_path_factory.mktemp("clips")
     (folder / "walk.mp4").symlink_to(walk_clip)
-    black_video(folder / "nobody.mp4")
+    black_video(folder / "nobody.mp4", frames=90)  # 3 s: long enough for the range, nobody in it
     (folder / "notes.txt").write_text("not a clip")
     return folder
 
@@ -62,7 +62,8 @@ def test_batch_converts_good_clip_reports_bad_one_and_fails(first_run: tuple[sub
     assert "failed" in nobody and "person" in nobody.lower()
     assert "1 of 2 clips failed" in proc.stderr
     # Per-clip progress lines name the stages as the core reports them.
-    assert "[1/2] nobody.mp4: detect" in proc.stdout and "[2/2] walk.mp4: detect" in proc.stdout
+    assert "[1/2] nobody.mp4: detect" in proc.stdout
+    assert "[2/2] walk.mp4: detect" in proc.stdout and "[2/2] walk.mp4: write" in proc.stdout
     # The BVH written through Blender's exporter is the motion file's animation, Y up, in metres.
     bvh = read_bvh(out / "walk.bvh")
     assert bvh.num_frames == motion.num_frames
