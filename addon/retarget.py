@@ -12,21 +12,26 @@ written here in numpy (vectorised over frames); mathutils is used only for one-o
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from addon import rigmap
+from . import rigmap
 
 if TYPE_CHECKING:
     import bpy
 
-    from addon.motionfile import MotionData
+    from .motionfile import MotionData
 
 # Mimic (Y up, faces +Z) -> Blender (Z up, faces -Y): (x, y, z) -> (x, -z, y), a +90 degree turn about X.
 MIMIC_TO_BLENDER = np.array([np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0])
 FOOT_BLEND_M = 0.02  # how sharply the supporting foot is chosen when both feet are near the floor (source metres)
+BONE_MAP_PROP = "mimic_bone_map"  # custom property on the armature object: the user's bone map as JSON
+PRESET_DIR_ENV = "MIMIC_BONE_MAP_DIR"
 
 
 class RetargetError(Exception):
@@ -405,25 +410,79 @@ def _key(action: bpy.types.Action, target: bpy.types.Object, path: str, values: 
 
 # --- entry points ---------------------------------------------------------------------------------------------------
 
+def stored_bone_map(obj: bpy.types.Object) -> dict[str, str] | None:
+    """The bone map saved on armature `obj` (by the panel, so it travels with the .blend), or None."""
+    raw = obj.get(BONE_MAP_PROP) if obj is not None else None
+    if not raw:
+        return None
+    try:
+        data = json.loads(str(raw))
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+
+
+def store_bone_map(obj: bpy.types.Object, bone_map: dict[str, str] | None) -> None:
+    """Save (or with None, forget) the bone map on armature `obj`."""
+    if bone_map is None:
+        obj.pop(BONE_MAP_PROP, None)
+    else:
+        obj[BONE_MAP_PROP] = json.dumps({k: v for k, v in bone_map.items() if v}, ensure_ascii=False)
+
+
+def preset_dir() -> Path:
+    """Where bone-map presets live: $MIMIC_BONE_MAP_DIR, else Blender's user config folder mimic/bone_maps."""
+    if os.environ.get(PRESET_DIR_ENV):
+        return Path(os.environ[PRESET_DIR_ENV])
+    import bpy
+
+    return Path(bpy.utils.user_resource("CONFIG", path=os.path.join("mimic", "bone_maps"), create=True))
+
+
+def rig_preset(spec: str) -> tuple[str, str]:
+    """For batch `--rig PRESET`: the (.blend path, armature object name) a bone-map preset was saved from.
+    `spec` is a preset name (in `preset_dir()`) or a path to a preset .json file."""
+    path = Path(spec) if spec.endswith(".json") else preset_dir() / f"{spec}.json"
+    try:
+        rig = rigmap.preset_rig(path)
+    except rigmap.RigMapError as exc:
+        raise ValueError(f"--rig {spec!r}: {exc}") from exc
+    if rig is None:
+        raise ValueError(f"--rig {spec!r}: the preset {path} does not name a .blend and armature. Save the preset "
+                         f"again from the Mimic panel with the character's .blend saved, or use FILE.blend:ARMATURE.")
+    return rig
+
+
+def resolve_target_map(target: bpy.types.Object, bone_map: dict[str, str] | None = None) -> dict[str, str]:
+    """The bone map for `target`: the given one, else the one saved on it, else auto-detected (checked either way)."""
+    if target is None or target.type != "ARMATURE":
+        raise RetargetError("The retarget target must be an armature. Select your character's armature.")
+    bones = rigmap.armature_bones(target)
+    try:
+        return rigmap.resolve_bone_map(bones, bone_map if bone_map is not None else stored_bone_map(target),
+                                       target.name)
+    except rigmap.RigMapError as exc:
+        raise RetargetError(str(exc)) from exc
+
+
 def retarget_source(source: SourceMotion, target: bpy.types.Object, action_name: str,
                     bone_map: dict[str, str] | None = None, frame_start: int = 1) -> bpy.types.Action:
     """Bake a SourceMotion onto armature `target` (see `retarget_motion`)."""
-    if target is None or target.type != "ARMATURE":
-        raise RetargetError("The retarget target must be an armature. Select your character's armature.")
-    rig = TargetRig.from_object(target)
+    bone_map = resolve_target_map(target, bone_map)
     try:
-        bone_map = rigmap.resolve_bone_map(rig.bones, bone_map, target.name)
         source_map = rigmap.resolve_bone_map(source.bones, None, "The source motion")
     except rigmap.RigMapError as exc:
         raise RetargetError(str(exc)) from exc
-    return bake_action(target, solve(source, rig, bone_map, source_map), action_name, frame_start)
+    return bake_action(target, solve(source, TargetRig.from_object(target), bone_map, source_map), action_name,
+                       frame_start)
 
 
 def retarget_motion(motion: MotionData, target: bpy.types.Object, action_name: str,
                     bone_map: dict[str, str] | None = None) -> bpy.types.Action:
     """Bake `motion` onto armature object `target` as a new action named `action_name`; returns the action.
 
-    bone_map maps Mimic joint names (rigs/humanoid.json) to the target's bone names; None = auto-detect.
+    bone_map maps Mimic joint names (rigs/humanoid.json) to the target's bone names; None = the map saved on the
+    target by the panel, else auto-detect. RetargetError says what to fix (e.g. which required bones are missing).
     """
     return retarget_source(source_from_motion(motion), target, action_name, bone_map)
 

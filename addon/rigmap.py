@@ -398,12 +398,16 @@ def armature_bones(armature: Any) -> dict[str, str | None]:
     return {b.name: (b.parent.name if b.parent else None) for b in data.bones}
 
 
-def save_preset(path: str | Path, bone_map: Mapping[str, str], label: str = "") -> None:
-    """Write a bone map as a JSON preset (temp file, then rename)."""
+def save_preset(path: str | Path, bone_map: Mapping[str, str], label: str = "",
+                rig: tuple[str, str] | None = None) -> None:
+    """Write a bone map as a JSON preset (temp file, then rename). rig: the (.blend path, armature object name) it
+    was made for, so that batch `--rig PRESET` can load that character."""
     path = Path(path)
     human = load_humanoid()
-    data = {"format": PRESET_FORMAT, "version": PRESET_VERSION, "label": label or path.stem,
-            "bones": {j: bone_map[j] for j in human.names if bone_map.get(j)}}
+    data: dict[str, Any] = {"format": PRESET_FORMAT, "version": PRESET_VERSION, "label": label or path.stem,
+                            "bones": {j: bone_map[j] for j in human.names if bone_map.get(j)}}
+    if rig is not None:
+        data["rig"] = {"blend": str(rig[0]), "object": rig[1]}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -412,7 +416,16 @@ def save_preset(path: str | Path, bone_map: Mapping[str, str], label: str = "") 
 
 def load_preset(path: str | Path) -> dict[str, str]:
     """Read a bone-map preset written by `save_preset`; RigMapError says what is wrong."""
-    path = Path(path)
+    return {str(j): str(b) for j, b in _read_preset(Path(path))["bones"].items()}
+
+
+def preset_rig(path: str | Path) -> tuple[str, str] | None:
+    """The (.blend path, armature object name) a preset was saved for, or None."""
+    rig = _read_preset(Path(path)).get("rig")
+    return (str(rig["blend"]), str(rig["object"])) if isinstance(rig, dict) else None
+
+
+def _read_preset(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -427,7 +440,7 @@ def load_preset(path: str | Path) -> dict[str, str]:
     unknown = [j for j in data["bones"] if j not in human.parents]
     if unknown:
         raise RigMapError(f"{path} maps unknown joints {', '.join(unknown)}. Use the names of rigs/humanoid.json.")
-    return {str(j): str(b) for j, b in data["bones"].items()}
+    return data
 
 
 def resolve_bone_map(bones: Mapping[str, str | None], bone_map: Mapping[str, str] | None = None,

@@ -371,3 +371,35 @@ def test_retarget_action_from_an_armature_and_from_bvh(motion: MotionData, tmp_p
     target2, names2 = awkward_armature("vrm", pick=1, seed=12)
     action2 = retarget.retarget_action(source, target2, "FromArmature")
     check_retarget(target2, motion, names2, action2)
+
+
+def test_bone_map_saved_on_the_armature_is_used(motion: MotionData) -> None:
+    """Bones no convention knows: auto-detection refuses, a map saved on the object (as the panel does) works."""
+    reset_blender()
+    obj, names = awkward_armature("unity", seed=7)
+    renamed = {}
+    for i, (joint, bone) in enumerate(names.items()):
+        obj.data.bones[bone].name = f"b{i:02d}"
+        renamed[joint] = f"b{i:02d}"
+    with pytest.raises(retarget.RetargetError, match="not a humanoid rig"):
+        retarget.retarget_motion(motion, obj, "Walk")
+    retarget.store_bone_map(obj, renamed)
+    assert retarget.stored_bone_map(obj) == renamed
+    action = retarget.retarget_motion(motion, obj, "Walk")
+    check_retarget(obj, motion, renamed, action)
+    retarget.store_bone_map(obj, None)
+    assert retarget.stored_bone_map(obj) is None
+
+
+def test_rig_preset_for_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(retarget.PRESET_DIR_ENV, str(tmp_path))
+    bone_map = rigmap.detect(rigmap.armature_bones(awkward_armature("mixamo")[0])).bone_map
+    rigmap.save_preset(tmp_path / "hero.json", bone_map, "Hero", rig=("/chars/hero.blend", "HeroRig"))
+    rigmap.save_preset(tmp_path / "plain.json", bone_map)
+    assert retarget.rig_preset("hero") == ("/chars/hero.blend", "HeroRig")
+    assert retarget.rig_preset(str(tmp_path / "hero.json")) == ("/chars/hero.blend", "HeroRig")
+    assert rigmap.load_preset(tmp_path / "hero.json") == bone_map
+    with pytest.raises(ValueError, match="does not name a .blend and armature"):
+        retarget.rig_preset("plain")
+    with pytest.raises(ValueError, match="does not exist"):
+        retarget.rig_preset("nobody")
