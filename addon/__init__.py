@@ -35,6 +35,10 @@ def register() -> None:
 
 
 def unregister() -> None:
+    from .job import cancel_all
+
+    cancel_all()  # a modal import still running must not outlive the add-on
+    operators._ACTIVE.clear()
     while _cli_handles:
         bpy.utils.unregister_cli_command(_cli_handles.pop())
     del bpy.types.Scene.mimic

@@ -7,6 +7,7 @@ interpreter (see interpreter.py) with the extension root as its working director
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +90,17 @@ class JobState:
         return self.stage
 
 
+#: Jobs still running; stopped when this process exits, since they run in their own process group.
+_LIVE: weakref.WeakSet[CoreJob] = weakref.WeakSet()
+
+
+@atexit.register
+def cancel_all() -> None:
+    """Stop every running core subprocess (Blender quitting, the add-on being disabled)."""
+    for job in list(_LIVE):
+        job.cancel()
+
+
 def core_command(python: str | Path, video: str | Path, output: str | Path, options: CoreOptions) -> list[str]:
     """The argv that converts `video` into `output` (.npz or .bvh) with JSON-lines progress."""
     return [str(python), "-m", "core", str(video), "-o", str(output), "--progress", "json", *options.to_args()]
@@ -137,6 +150,7 @@ class CoreJob:
         except OSError as exc:
             raise CoreError(f"Cannot start the Mimic core with {self.argv[0]} ({exc.strerror}). Set a working "
                             "Python in Preferences > Add-ons > Mimic and press Check.", "CoreNotStarted") from exc
+        _LIVE.add(self)
         self._threads = [threading.Thread(target=self._pump, args=(self._proc.stdout, True), daemon=True),
                          threading.Thread(target=self._pump, args=(self._proc.stderr, False), daemon=True)]
         for thread in self._threads:
@@ -196,6 +210,7 @@ class CoreJob:
     def _finish(self) -> None:
         assert self._proc is not None
         self.state.returncode = self._proc.wait()
+        _LIVE.discard(self)
         for thread in self._threads:
             thread.join(timeout=5.0)
 

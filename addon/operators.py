@@ -79,6 +79,9 @@ class MIMIC_OT_import_video(bpy.types.Operator):
         from .interpreter import InterpreterError
         from .job import CoreError
 
+        if context.window is None:  # no window to run a modal handler in (background scripts)
+            return self.execute(context)
+
         try:
             conversion = self._conversion(context).start()
         except (CoreError, InterpreterError, ValueError) as err:

@@ -275,6 +275,27 @@ def test_exported_fbx_reimports_to_same_positions(imported, tmp_path: Path) -> N
     bpy.data.batch_remove([fbx_obj, fbx_obj.data])
 
 
+def test_keep_scene_fps_resamples(imported, ext, tmp_path: Path) -> None:
+    """Keep Scene FPS: a 30 fps clip in a 60 fps scene gets 2F - 1 keys and every other frame is a clip frame."""
+    _, motion = imported
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 60, 1.0
+    data = submodule(ext, "motionfile").read_motion(_save_copy(motion, tmp_path / "m.npz"))
+    result = submodule(ext, "importer").import_motion(bpy.context, data, "at60", use_scene_fps=True)
+    try:
+        frames = 2 * motion.num_frames - 1
+        assert result.frames == frames and (scene.render.fps, scene.frame_end) == (60, frames)
+        check = [0, motion.num_frames // 2, motion.num_frames - 1]
+        expected = fk_blender(motion, check)
+        for i, f in enumerate(check):
+            got = world_joints(result.armature, list(motion.skeleton.names), 2 * f + 1)
+            assert np.abs(got - expected[i]).max() < TOLERANCE_M
+        between = world_joints(result.armature, list(motion.skeleton.names), 2)
+        assert np.abs(between - 0.5 * (expected[0] + fk_blender(motion, [1])[0])).max() < 0.02
+    finally:
+        bpy.data.batch_remove([result.armature, result.armature.data, result.action])
+
+
 # --- failures leave the scene as it was -------------------------------------------------------------------------
 
 def test_core_failure_reports_and_leaves_scene_unchanged(imported, ext, tmp_path: Path) -> None:
