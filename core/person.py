@@ -5,6 +5,8 @@ frame is searched again. To follow the chosen one, the tracking graph runs on th
 person (MediaPipe tracks from its own last landmarks, so this costs nothing extra), and, when the person is lost or
 the graph jumps to someone else, only a search region around the last known box is shown until it is re-acquired.
 Blanking instead of cropping keeps landmark coordinates in full-frame pixels and the tracking graph's state valid.
+For the default rule ("largest") the search for other people runs in a background thread on a second, pre-warmed
+graph, so tracking starts at once; if the search picks someone else, the frames already returned are corrected.
 """
 
 from __future__ import annotations
