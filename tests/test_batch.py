@@ -97,3 +97,49 @@ def test_batch_as_blender_script_argv_and_errors(tmp_path: Path) -> None:
     assert "No videos in" in proc.stderr
     bad_format = run_batch("--input", str(tmp_path), "--output", str(tmp_path), "--format", "obj")
     assert bad_format.returncode == 2 and "unknown obj" in bad_format.stderr
+
+
+RIG_BLEND = """
+import sys
+sys.path.insert(0, {root!r})
+import bpy
+import numpy as np
+from addon.armature import create_armature
+from addon.motionfile import read_motion
+from core.motion import Motion, save_motion
+from core.rotations import identity_wxyz
+from core.skeleton import humanoid
+
+sk = humanoid()
+offsets = sk.offsets.copy()
+offsets[[sk.index("LeftLowerLeg"), sk.index("RightLowerLeg")], 1] = -0.5  # longer shins than Mimic's default
+sk = sk.with_offsets(offsets)
+save_motion(Motion(skeleton=sk, fps=30.0, rotations=identity_wxyz(1, sk.num_joints),
+                   root_positions=sk.offsets[:1]), {npz!r})
+rig = create_armature(read_motion({npz!r}), "Character", bpy.context.scene.collection)
+rig.scale = (1.2, 1.2, 1.2)
+rig.location = (1.0, 2.0, 0.0)
+bpy.data.libraries.write({blend!r}, {{rig}}, fake_user=True)
+"""
+
+
+def test_batch_retargets_onto_an_armature_in_a_blend(clips: Path, tmp_path: Path) -> None:
+    """--rig FILE.blend:ARMATURE loads the character once and bakes each clip onto it (addon/retarget.py)."""
+    blend = tmp_path / "character.blend"
+    script = RIG_BLEND.format(root=str(ROOT), npz=str(tmp_path / "rest.npz"), blend=str(blend))
+    made = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert blend.is_file(), made.stdout + made.stderr
+    out = tmp_path / "out"
+    args = ("--input", str(clips / "walk.mp4"), "--output", str(out), "--format", "bvh", *RANGE)
+    proc = run_batch(*args, "--rig", f"{blend}:Character")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    bvh = read_bvh(out / "walk.bvh")
+    assert bvh.names[0] == "Hips" and len(bvh.names) == 21
+    assert bvh.offsets[bvh.names.index("LeftLowerLeg"), 1] == pytest.approx(-0.5, abs=1e-4)  # the rig's own shins
+    assert np.ptp(bvh.positions()[:, 0], axis=0).max() > 0.01  # it moves
+
+    missing = run_batch(*args, "--rig", f"{blend}:Nobody", "--overwrite")
+    assert missing.returncode == 2 and "has no object 'Nobody'" in missing.stderr
+    os.utime(blend)  # a newer rig makes the outputs stale
+    again = run_batch(*args, "--rig", f"{blend}:Character")
+    assert again.returncode == 0 and "skipped" not in again.stdout
