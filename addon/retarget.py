@@ -466,11 +466,13 @@ def resolve_target_map(target: bpy.types.Object, bone_map: dict[str, str] | None
 
 
 def retarget_source(source: SourceMotion, target: bpy.types.Object, action_name: str,
-                    bone_map: dict[str, str] | None = None, frame_start: int = 1) -> bpy.types.Action:
-    """Bake a SourceMotion onto armature `target` (see `retarget_motion`)."""
+                    bone_map: dict[str, str] | None = None, frame_start: int = 1,
+                    source_map: dict[str, str] | None = None) -> bpy.types.Action:
+    """Bake a SourceMotion onto armature `target` (see `retarget_motion`); source_map: canonical joint -> source
+    joint, None = auto-detect."""
     bone_map = resolve_target_map(target, bone_map)
     try:
-        source_map = rigmap.resolve_bone_map(source.bones, None, "The source motion")
+        source_map = rigmap.resolve_bone_map(source.bones, source_map, "The source motion")
     except rigmap.RigMapError as exc:
         raise RetargetError(str(exc)) from exc
     return bake_action(target, solve(source, TargetRig.from_object(target), bone_map, source_map), action_name,
@@ -488,13 +490,18 @@ def retarget_motion(motion: MotionData, target: bpy.types.Object, action_name: s
 
 
 def retarget_action(source: bpy.types.Object, target: bpy.types.Object, action_name: str,
-                    bone_map: dict[str, str] | None = None) -> bpy.types.Action:
-    """Retarget the action playing on armature `source` (an earlier import, a BVH...) onto `target`."""
+                    bone_map: dict[str, str] | None = None, source_map: dict[str, str] | None = None
+                    ) -> bpy.types.Action:
+    """Retarget the action playing on armature `source` (an earlier import, a BVH...) onto `target`.
+    source_map: the source's bone map, None = the one saved on it, else auto-detected."""
     anim = source.animation_data if source is not None else None
     if source is None or source.type != "ARMATURE" or anim is None or anim.action is None:
         raise RetargetError("The source must be an armature with an action. Import a motion or a BVH first.")
+    if source == target:
+        raise RetargetError("Source and target are the same armature. Pick another armature as the target.")
     start, end = (int(round(v)) for v in anim.action.frame_range)
-    return retarget_source(source_from_armature(source, start, end), target, action_name, bone_map, start)
+    return retarget_source(source_from_armature(source, start, end), target, action_name, bone_map, start,
+                           source_map if source_map is not None else stored_bone_map(source))
 
 
 def retarget_bvh(path: str, target: bpy.types.Object, action_name: str,
