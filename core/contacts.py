@@ -13,15 +13,18 @@ import numpy as np
 from scipy.ndimage import binary_closing, binary_opening
 from scipy.spatial.transform import Rotation
 
+from core.filters import smooth
+
 
 @dataclass(frozen=True)
 class ContactSettings:
     """A foot is planted when its lowest landmark is within height_m of the floor and its landmarks move slower
-    than speed_mps; plants and lifts shorter than min_frames are dropped. A still foot for min_stance_s is a stance
+    than speed_mps (measured after a speed_cutoff_hz low-pass: lifted depth jitters by a few cm a frame); plants and lifts shorter than min_frames are dropped. A still foot for min_stance_s is a stance
     (floor_height). A median body axis tilted more than max_tilt_deg is not levelled (level_rotation)."""
 
     height_m: float = 0.06
-    speed_mps: float = 0.6
+    speed_mps: float = 1.0
+    speed_cutoff_hz: float = 3.0
     min_frames: int = 3
     min_stance_s: float = 0.25
     max_tilt_deg: float = 35.0
@@ -30,14 +33,15 @@ class ContactSettings:
 DEFAULT = ContactSettings()
 
 
-def _foot_tracks(keypoints: np.ndarray, fps: float, feet: Mapping[str, Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per foot the lowest landmark's height (F, n_feet) and the foot's speed (F, n_feet), metres and m/s."""
+def _foot_tracks(keypoints: np.ndarray, fps: float, feet: Mapping[str, Sequence[int]],
+                 settings: ContactSettings = DEFAULT) -> tuple[np.ndarray, np.ndarray]:
+    """Per foot the lowest landmark's height (F, n_feet) and the foot's low-passed speed (F, n_feet), m and m/s."""
     kp = np.asarray(keypoints, dtype=np.float64)
     heights, speeds = [], []
     for side in feet.values():
         foot = kp[:, list(side)]
         heights.append(np.min(foot[..., 1], axis=1))
-        centre = foot.mean(axis=1)
+        centre = smooth(foot.mean(axis=1), fps, settings.speed_cutoff_hz)
         speed = np.linalg.norm(np.gradient(centre, axis=0), axis=-1) * fps if len(kp) > 1 else np.zeros(len(kp))
         speeds.append(speed)
     return np.stack(heights, axis=1), np.stack(speeds, axis=1)
@@ -51,7 +55,7 @@ def floor_height(keypoints: np.ndarray, valid: np.ndarray, fps: float, feet: Map
     its lowest landmark); the floor is the lowest stance, so stepping down from a box lands on the floor, not in
     it. Without any stance (a very short or very busy clip) the median lowest foot height stands in.
     """
-    heights, speeds = _foot_tracks(keypoints, fps, feet)
+    heights, speeds = _foot_tracks(keypoints, fps, feet, settings)
     seen = np.stack([np.all(valid[:, list(side)], axis=1) for side in feet.values()], axis=1) & np.isfinite(heights)
     still = seen & (np.nan_to_num(speeds, nan=np.inf) < settings.speed_mps)
     min_frames = max(1, int(round(settings.min_stance_s * fps)))
@@ -119,7 +123,7 @@ def foot_contacts(keypoints: np.ndarray, fps: float, feet: Mapping[str, Sequence
 
     keypoints: (F, K, 3) metres, Y up, gaps already filled; fps: frames per second; floor: Y of the floor, metres.
     """
-    heights, speeds = _foot_tracks(keypoints, fps, feet)
+    heights, speeds = _foot_tracks(keypoints, fps, feet, settings)
     frames = heights.shape[0]
     out = np.zeros((frames, len(feet)), dtype=bool)
     structure = np.ones(max(settings.min_frames, 1), dtype=bool)

@@ -30,6 +30,7 @@ from core.filters import fill_gaps, smooth
 from core.lift import Lifted
 
 FILM_LONG_SIDE_MM = 36.0
+RAY_ITERATIONS = 4
 
 
 @dataclass(frozen=True)
@@ -120,10 +121,12 @@ class MediaPipeWorldLifter:
         centre = np.array([det.width / 2.0, det.height / 2.0])
         fps = float(det.fps)
 
+        seen = world
         raw = _fit_translation(world, image[..., :2], weight, f, centre)
-        if cam.use_ray_rotation:
+        for _ in range(RAY_ITERATIONS if cam.use_ray_rotation else 0):
+            # The ray depends on where the body is, which depends on how the body is turned: a few rounds settle it.
             turn = _ray_rotation(np.nan_to_num(raw[:, :2]), np.where(np.isfinite(raw[:, 2]), raw[:, 2], 1.0))
-            world = np.where(np.isfinite(world), _rows(world, turn), np.nan)
+            world = np.where(np.isfinite(seen), _rows(seen, turn), np.nan)
             raw = _fit_translation(world, image[..., :2], weight, f, centre)
 
         good = np.isfinite(raw).all(axis=1) & (raw[:, 2] > 0)
