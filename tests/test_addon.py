@@ -341,6 +341,41 @@ def _save_copy(motion, path: Path) -> Path:
     return path
 
 
+def test_target_selected_armature_retargets_or_fails_cleanly(ext, imported, walk_clip: Path) -> None:
+    """Target: Selected Armature goes through addon/retarget.py; a rig it cannot use leaves everything as it was,
+    including the armature's current action."""
+    armature, motion = imported
+    scene = bpy.context.scene
+    settings = scene.mimic
+    settings.filepath, settings.use_range, settings.target = str(walk_clip), True, "SELECTED"
+    settings.start_s, settings.end_s = CLIP_RANGE
+    stick = bpy.data.objects.new("Stick", bpy.data.armatures.new("Stick"))
+    scene.collection.objects.link(stick)
+    with bpy.context.temp_override(active_object=stick, object=stick, edit_object=stick):
+        bpy.context.view_layer.objects.active = stick
+        bpy.ops.object.mode_set(mode="EDIT")
+        bone = stick.data.edit_bones.new("Bone")
+        bone.tail = (0.0, 0.0, 1.0)
+        bpy.ops.object.mode_set(mode="OBJECT")
+    previous = armature.animation_data.action
+    try:
+        before = counts()
+        with pytest.raises(RuntimeError, match="not a humanoid rig"):
+            bpy.ops.mimic.import_video("EXEC_DEFAULT")
+        assert counts() == before and stick.animation_data is None
+
+        bpy.context.view_layer.objects.active = armature
+        assert bpy.ops.mimic.import_video("EXEC_DEFAULT") == {"FINISHED"}
+        action = armature.animation_data.action
+        assert action is not previous and action.name.startswith("sports2d_walk")
+        assert counts() == {**before, "actions": before["actions"] + 1}  # a new action, no new armature
+        assert tuple(action.frame_range) == (1.0, float(motion.num_frames))
+    finally:
+        settings.target = "NEW"
+        armature.animation_data.action = previous
+        bpy.data.batch_remove([stick, stick.data])
+
+
 def test_target_selected_needs_an_armature(ext, imported, walk_clip: Path) -> None:
     scene = bpy.context.scene
     scene.mimic.filepath = str(walk_clip)
