@@ -4,8 +4,10 @@ core subprocess, exports re-imported by Blender's own importers, and failures th
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import subprocess
+import time
 import sys
 import tomllib
 import zipfile
@@ -390,22 +392,26 @@ def test_target_selected_needs_an_armature(ext, imported, walk_clip: Path) -> No
     assert counts() == before
 
 
-def test_cancel_mid_run_kills_core_and_leaves_scene_unchanged(ext, imported, balance_clip: Path) -> None:
+def test_cancel_mid_run_kills_core_and_leaves_scene_unchanged(ext, imported, balance_clip: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     conversion_mod = submodule(ext, "conversion")
     job_mod = submodule(ext, "job")
+    monkeypatch.setenv("MIMIC_CACHE_DIR", str(tmp_path / "cache"))  # no cached detections: the core is mid-run
     before = counts()
     conversion = conversion_mod.Conversion(balance_clip, job_mod.CoreOptions(start_s=0.0, end_s=1.5)).start()
     folder = conversion.folder
-    import time
 
     deadline = time.monotonic() + 120
     while conversion.poll() and conversion.job.state.stage not in ("detect", "lift"):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert conversion.job.running, "the core finished before it could be cancelled"
+    pid = conversion.job._proc.pid
     conversion.cancel()
     assert not conversion.job.running
     assert conversion.job.state.returncode not in (None, 0)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
     assert not folder.exists()
     with pytest.raises(job_mod.CoreCancelled):
         conversion.finish(bpy.context)
