@@ -7,8 +7,8 @@ import importlib
 import os
 import shutil
 import subprocess
-import time
 import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
