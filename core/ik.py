@@ -218,17 +218,21 @@ def _basis_rotation(aim: np.ndarray, twist: np.ndarray, aim_rest: np.ndarray, tw
     carried = parent.apply(np.tile(aim_rest, (frames, 1)))
     lost = ~np.all(np.isfinite(aim), axis=-1) | (np.linalg.norm(np.nan_to_num(aim), axis=-1) < 1e-9)
     aim = np.where(lost[:, None], carried, aim)  # an unseen bone keeps its parent's frame
-    fallback = _swing(carried, aim) * parent
     full, ok = _from_bases(_basis(aim, twist), _basis(aim_rest, twist_rest))
     with np.errstate(invalid="ignore", divide="ignore"):
         sin = np.linalg.norm(np.cross(_unit(aim), _unit(twist)), axis=-1)
     lo, hi = np.sin(blend[0]), np.sin(blend[1])
     x = np.clip((np.nan_to_num(sin) - lo) / (hi - lo), 0.0, 1.0)
     weight = np.where(ok, x * x * (3.0 - 2.0 * x), 0.0)
-    rel = (fallback.inv() * full).as_rotvec()
-    rel = np.where(np.isfinite(rel), rel, 0.0) * weight[:, None]
-    out = fallback * Rotation.from_rotvec(rel)
-    return _valid_rotation(out, parent)
+    rows = np.flatnonzero(weight < 1.0)  # usually few: only these need the fallback
+    if rows.size == 0:
+        return full
+    fallback = _swing(carried[rows], aim[rows]) * parent[rows]
+    rel = (fallback.inv() * full[rows]).as_rotvec()
+    rel = np.where(np.isfinite(rel), rel, 0.0) * weight[rows, None]
+    quat = full.as_quat()
+    quat[rows] = (fallback * Rotation.from_rotvec(rel)).as_quat()
+    return _valid_rotation(Rotation.from_quat(quat), parent)
 
 
 # ------------------------------------------------------------------------------------------------ the solver
