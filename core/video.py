@@ -53,9 +53,29 @@ def _open(path: Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
+        if _is_empty_mp4(path):
+            raise EmptyClip(f"{path} is a video file with no frames in it.", "Record or export the clip again.")
         raise NotAVideo(f"{path} is not a video that can be read.", _FIX_FORMAT)
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     return cap
+
+
+def _is_empty_mp4(path: Path) -> bool:
+    """True for an MP4/MOV container whose media data is empty (a recording stopped at once), which FFmpeg
+    refuses to open at all; we walk its top-level boxes to tell it apart from a file that is not a video."""
+    with open(path, "rb") as fh:
+        data = fh.read(1 << 16)
+    if data[4:8] != b"ftyp":
+        return False
+    pos, media = 0, 0
+    while pos + 8 <= len(data):
+        size, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        if size < 8:
+            return False
+        if kind == b"mdat":
+            media += size - 8
+        pos += size
+    return media == 0
 
 
 def probe(path: Path | str) -> VideoInfo:
