@@ -13,7 +13,7 @@ import bpy
 from .importer import ImportResult, import_motion
 from .interpreter import find_python
 from .job import CoreError, CoreJob, CoreOptions
-from .motionfile import MotionFileError, read_motion
+from .motionfile import read_motion
 
 
 def core_env() -> dict[str, str]:
@@ -83,5 +83,3 @@ class Conversion:
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-
-__all__ = ["Conversion", "CoreError", "MotionFileError", "core_env"]
