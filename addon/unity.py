@@ -38,34 +38,39 @@ class UnityCheckError(Exception):
 # --- the Unity skeleton ----------------------------------------------------------------------------------------------
 
 def tpose_skeleton(obj: bpy.types.Object, bone_map: dict[str, str]) -> MotionData:
-    """Mimic's humanoid (Unity names) in T-pose with the bone lengths of armature `obj`'s mapped bones, the hips at
-    their rest height above the lowest point of the rig (so the feet stand on the floor). Joints the map lacks are
-    left out (their children hang on the nearest mapped ancestor). One frame of identity rotations."""
+    """Mimic's humanoid (Unity names) in T-pose with the bone lengths of armature `obj`'s mapped bones and the ankles
+    as high above the floor as `obj`'s are above the lowest point of its feet (so it stands on y = 0 whatever the
+    rig's placement). Joints the map lacks are left out (their children hang on the nearest mapped ancestor).
+    One frame of identity rotations."""
     human = rigmap.load_humanoid()
     world = np.array(obj.matrix_world)
     bones = obj.data.bones
     heads = {j: _world(world, bones[b].head_local) for j, b in bone_map.items()}
     tails = {j: _world(world, bones[b].tail_local) for j, b in bone_map.items()}
-    floor = min(min(_world(world, b.head_local)[2], _world(world, b.tail_local)[2]) for b in bones)
+    feet = ("LeftFoot", "RightFoot")
+    foot_bones = [b for f in feet for b in [bones[bone_map[f]], *bones[bone_map[f]].children_recursive]]
+    floor = min(min(_world(world, b.head_local)[2], _world(world, b.tail_local)[2]) for b in foot_bones)
     names = [j for j in human.names if j in bone_map]
     parents, offsets, ends = [], [], []
     for j in names:
         anc = next((a for a in human.ancestors(j) if a in bone_map), None)
         parents.append(-1 if anc is None else names.index(anc))
         if anc is None:
-            offsets.append([0.0, heads[j][2] - floor, 0.0])
+            offsets.append(np.zeros(3))
         else:
-            path = [j] + [a for a in human.ancestors(j)[:human.ancestors(j).index(anc)]]
+            path = [j] + human.ancestors(j)[:human.ancestors(j).index(anc)]
             direction = np.sum([human.offsets[k] for k in path], axis=0)
-            length = np.linalg.norm(heads[j] - heads[anc])
-            offsets.append(direction / np.linalg.norm(direction) * length)
+            offsets.append(direction / np.linalg.norm(direction) * np.linalg.norm(heads[j] - heads[anc]))
         end = np.array(human.ends[j])
-        if np.linalg.norm(end) > 0:
-            ends.append(end / np.linalg.norm(end) * max(np.linalg.norm(tails[j] - heads[j]), 0.02))
-        else:
-            ends.append(np.zeros(3))
-    count = len(names)
-    rotations = np.zeros((1, count, 4))
+        length = max(np.linalg.norm(tails[j] - heads[j]), 0.02)
+        ends.append(end / np.linalg.norm(end) * length if np.linalg.norm(end) > 0 else np.zeros(3))
+    below = []
+    for f in feet:  # the T-posed ankle's height relative to the hips
+        chain = [f] + [a for a in human.ancestors(f) if a in bone_map][:-1]
+        below.append(sum(offsets[names.index(k)][1] for k in chain))
+    ankle = np.mean([heads[f][2] - floor for f in feet])
+    offsets[0] = np.array([0.0, ankle - float(np.mean(below)), 0.0])
+    rotations = np.zeros((1, len(names), 4))
     rotations[..., 0] = 1.0
     return MotionData(names=names, parents=np.array(parents), offsets=np.array(offsets, dtype=np.float64),
                       end_sites=np.array(ends, dtype=np.float64), rotations=rotations,
