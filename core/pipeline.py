@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -10,11 +11,18 @@ import numpy as np
 from core import __version__
 from core.atomic import check_output
 from core.errors import UnsupportedOutput
+from core.filters import Gap
 from core.lift import DEFAULT_LIFTER, get_lifter
 from core.motion import Motion, save_motion
 from core.progress import NullReporter, Reporter
+from core.skeleton import RIGS_DIR
 
 OUTPUT_FORMATS = (".bvh", ".npz")
+
+
+def landmark_names() -> list[str]:
+    """MediaPipe Pose's 33 landmark names in index order (rigs/mediapipe_pose.json)."""
+    return json.loads((RIGS_DIR / "mediapipe_pose.json").read_text(encoding="utf-8"))["landmarks"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,25 @@ def _uniform_detections(det: "Detections") -> "Detections":  # noqa: F821
     return replace(det, times=times, image=image, world=world, present=present > 0.5)
 
 
+def describe_gaps(gaps: list[Gap], valid: np.ndarray, fps: float) -> list[str]:
+    """One warning per lost stretch of frames, naming the landmarks (or the whole person) that were held still.
+
+    Landmarks a lifter never estimates (never valid) are not gaps. valid: (F, K) bool.
+    """
+    names = landmark_names()
+    seen = valid.any(axis=0)
+    spans: dict[tuple[int, int], list[str]] = {}
+    for gap in gaps:
+        if seen[gap.keypoint]:
+            spans.setdefault((gap.start, gap.end), []).append(names[gap.keypoint])
+    messages = []
+    for (start, end), lost in sorted(spans.items()):
+        what = "the person" if len(lost) == int(seen.sum()) else ", ".join(lost)
+        messages.append(f"lost track of {what} for frames {start}–{end} ({start / fps:.1f}–{(end + 1) / fps:.1f} s): "
+                        "held still there; shorten the range or use --max-gap to interpolate instead")
+    return messages
+
+
 def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Reporter = NullReporter()) -> Motion:
     """Convert `video` into a Motion (no file written)."""
     from core.detect2d import detect
@@ -78,8 +105,8 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
     valid = (lifted.confidence > 0) & np.all(np.isfinite(lifted.keypoints), axis=-1)
     keypoints, gaps = fill_gaps(lifted.keypoints, valid, det.fps, options.max_gap_s)
     keypoints = smooth(keypoints, det.fps, options.cutoff_hz)
-    for gap in gaps:
-        reporter.warn(f"lost track of {gap[0]} for frames {gap[1]}–{gap[2]}: held still there")
+    for message in describe_gaps(gaps, valid, det.fps):
+        reporter.warn(message)
     reporter.update(frames)
 
     reporter.stage("solve", frames)
@@ -94,7 +121,7 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
         times=det.times.tolist(),
         lifter=lifted.lifter,
         options=asdict(options),
-        gaps=[list(map(str, g)) for g in gaps],
+        gaps=[g._asdict() for g in gaps if valid[:, g.keypoint].any()],
     )
     return motion
 
