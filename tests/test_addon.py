@@ -256,12 +256,34 @@ def test_exported_bvh_reimports_to_same_positions(imported, tmp_path: Path) -> N
     bpy.data.objects.remove(bvh_obj)
 
 
+def fbx_header(path: Path) -> tuple[dict[bytes, object], dict[bytes, list[float]]]:
+    """The FBX file's global settings and its first Model node's transform, read with Blender's own FBX parser."""
+    parse_fbx = importlib.import_module("io_scene_fbx.parse_fbx")
+    root, _ = parse_fbx.parse(str(path))
+
+    def child(elem, ident: bytes):
+        return next(e for e in elem.elems if e.id == ident)
+
+    def props(elem) -> dict[bytes, object]:
+        rows = child(elem, b"Properties70").elems
+        return {p.props[0]: (p.props[4] if len(p.props) == 5 else list(p.props[4:])) for p in rows}
+
+    model = child(child(root, b"Objects"), b"Model")
+    return props(child(root, b"GlobalSettings")), props(model)  # type: ignore[return-value]
+
+
 def test_exported_fbx_reimports_to_same_positions(imported, tmp_path: Path) -> None:
     armature, motion = imported
     names = list(motion.skeleton.names)
     path = tmp_path / "walk.fbx"
     with bpy.context.temp_override(active_object=armature, object=armature):
         assert bpy.ops.mimic.export_fbx("EXEC_DEFAULT", filepath=str(path)) == {"FINISHED"}
+    settings, root_node = fbx_header(path)
+    assert (settings[b"UpAxis"], settings[b"UpAxisSign"], settings[b"FrontAxis"], settings[b"FrontAxisSign"]) == \
+        (1, 1, 2, 1)  # Y up, +Z front: what Unity expects
+    assert settings[b"UnitScaleFactor"] == pytest.approx(100.0)  # 1 file unit = 1 m: Unity's scale factor is 1
+    np.testing.assert_allclose(root_node[b"Lcl Rotation"], 0.0, atol=1e-3)  # no -90 degree root turn
+    np.testing.assert_allclose(root_node[b"Lcl Scaling"], 1.0, atol=1e-6)  # no 100x root scale
     before = set(bpy.data.objects)
     bpy.ops.import_scene.fbx(filepath=str(path), anim_offset=0.0)
     new = [o for o in bpy.data.objects if o not in before]
