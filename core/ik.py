@@ -14,7 +14,10 @@ only knows four solver kinds:
   Chest = T^-½·S½·T. The trunk length is solved together with the bend so that the chain reaches the shoulders.
 - neck: the head's own frame comes from its landmarks (basis); the neck aims from its joint at the head joint
   that the head landmarks imply, twisted by the ear line, so the head on the neck only nods and tilts.
-- fixed: identity local rotation (clavicles, toes: no landmark sees them).
+- fixed: identity local rotation (toes: no landmark sees them).
+A basis bone without a twist reference only swings from its parent's frame (the clavicles, aimed from their joint
+at the shoulder landmark: shrugs). Points are landmarks, means of landmarks, or "@Joint" for a joint's position
+from the bones solved before it.
 
 Bone lengths are measured per clip (median over confident frames) and kept constant; the rest directions of the
 skeleton are kept, only lengths scale (Skeleton.with_offsets).
@@ -252,22 +255,31 @@ class _Solver:
 
     # points and the model at the current scales
     def point(self, name: str) -> np.ndarray:
+        """(F, 3) a landmark, a derived point, or "@Joint": that joint's position from the bones solved so far."""
+        if name.startswith("@"):
+            return self.position(self.base.index(name[1:]))
         return self.kp[:, self.rig.points[name]].mean(axis=1)
+
+    def _landmarks(self, names: tuple[str, ...]) -> np.ndarray:
+        found = [self.rig.points[n] for n in names if not n.startswith("@")]
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
     def seen(self, *names: str) -> np.ndarray:
         """(F,) bool: every landmark behind these points is confidently seen."""
-        idx = np.concatenate([self.rig.points[n] for n in names])
-        return np.all(self.confident[:, idx], axis=1)
+        return np.all(self.confident[:, self._landmarks(names)], axis=1)
 
     def conf(self, *names: str) -> np.ndarray:
-        idx = np.concatenate([self.rig.points[n] for n in names])
-        return np.min(self.confidence[:, idx], axis=1)
+        """(F,) the lowest confidence of the landmarks behind these points (1 where there are none)."""
+        idx = self._landmarks(names)
+        return np.min(self.confidence[:, idx], axis=1) if idx.size else np.ones(self.frames)
 
     @property
     def skeleton(self) -> Skeleton:
         return scaled_skeleton(self.rig, self.scales, self.base)
 
     def rest_point(self, name: str) -> np.ndarray:
+        if name.startswith("@"):
+            return self.skeleton.rest_positions()[self.base.index(name[1:])]
         rest = _rest_points(self.rig, self.skeleton, self.scales)
         return rest[self.rig.points[name]].mean(axis=0)
 
@@ -317,9 +329,13 @@ class _Solver:
     # solvers
     def solve_basis(self, bone: dict[str, Any]) -> None:
         j = self.base.index(bone["joint"])
-        aim, twist = bone["aim"], bone["twist"]
-        twist_rest = np.asarray(bone["twist_rest"]) if "twist_rest" in bone else self.rest_vector(twist)
-        self.world[j] = _basis_rotation(self.vector(aim), self.vector(twist), self.rest_vector(aim), twist_rest,
+        aim, twist = bone["aim"], bone.get("twist", [])
+        if twist:
+            twist_obs = self.vector(twist)
+            twist_rest = np.asarray(bone["twist_rest"]) if "twist_rest" in bone else self.rest_vector(twist)
+        else:  # no twist reference: the parent's frame swung onto the aim
+            twist_obs, twist_rest = np.full((self.frames, 3), np.nan), self.rest_vector(aim)
+        self.world[j] = _basis_rotation(self.vector(aim), twist_obs, self.rest_vector(aim), twist_rest,
                                         self.parent_world(j), self.rig.twist_blend)
         used = [*aim, *twist]
         if "anchor" in bone:

@@ -65,7 +65,7 @@ def random_pose(frames: int, seed: int = 0, scales: dict[str, float] | None = No
     - pelvis: any orientation; spine: side bend γ and twist τ only, split as the IK assumes (Spine = S½·T½,
       Chest = T^-½·S½·T); forward lean is indistinguishable from pelvis tilt, so the pelvis carries it;
     - neck: any rotation; head on neck: nod and tilt only (its axial twist is the neck's);
-    - clavicles and toes: fixed (no landmark sees them);
+    - clavicles: level (the trunk model assumes it; test_clavicles_follow_shrugs moves them); toes: fixed;
     - upper arm and thigh: any rotation; elbow and knee: hinges (bent at least `bend[0]` degrees, so that the bend
       plane defines the upper-limb twist) followed by a twist of the forearm/shin about its own axis;
     - wrist and ankle: two degrees of freedom, deviation·flexion and flexion·inversion (their axial twist is the
@@ -134,6 +134,22 @@ def test_twists_that_only_the_landmarks_show() -> None:
     for name in ("Hips", "Chest", "LeftUpperArm", "LeftLowerArm", "LeftHand", "Head", "LeftFoot"):
         j = sk.index(name)
         assert np.degrees(angle_between(world[:, j], truth[:, j]).max()) < 0.01, name
+
+
+def test_clavicles_follow_shrugs() -> None:
+    """Shrugs move the shoulder landmarks; the clavicles aim at them. The trunk model assumes level clavicles, so
+    here the fit is close rather than exact (the spine and the shoulder width absorb a little of each shrug)."""
+    sk, rot, root = random_pose(100, seed=9)
+    shrug = np.radians(np.random.default_rng(0).uniform(-15, 15, 100))
+    left, right = sk.index("LeftShoulder"), sk.index("RightShoulder")
+    rot[:, left], rot[:, right] = to_wxyz(_axis(shrug, 2)), to_wxyz(_axis(-shrug, 2))
+    keypoints = keypoints_from_pose(rot, root, sk)
+    motion = solve(keypoints, np.ones(keypoints.shape[:2]), FPS, ground=False)
+    again = keypoints_from_pose(motion.rotations, motion.root_positions, motion.skeleton)
+    assert np.linalg.norm(again - keypoints, axis=-1).max() < 0.015
+    raised = from_wxyz(motion.rotations[:, left]).apply([1.0, 0.0, 0.0])[:, 1]
+    assert np.corrcoef(raised, np.sin(shrug))[0, 1] > 0.97
+    assert np.degrees(np.abs(np.arcsin(raised) - shrug)).max() < 6.0
 
 
 def test_bone_lengths_are_recovered() -> None:
