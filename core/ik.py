@@ -40,6 +40,7 @@ from core.rotations import from_wxyz, make_continuous, to_wxyz
 from core.skeleton import RIGS_DIR, Skeleton, load_rig_skeleton
 
 MIN_CONFIDENCE = 0.5
+SCALE_LIMITS = (0.25, 4.0)  # a bone measured outside this range of the rig's length is a failed measurement
 
 
 @dataclass(frozen=True)
@@ -200,8 +201,9 @@ def _valid_rotation(r: Rotation, fallback: Rotation) -> Rotation:
     return Rotation.from_quat(q)
 
 
-def _from_bases(pose: np.ndarray, rest: np.ndarray) -> Rotation:
-    """World rotations B_pose · B_restᵀ, (F, 3, 3) and (3, 3); rows with NaN come out NaN."""
+def _from_bases(pose: np.ndarray, rest: np.ndarray) -> tuple[Rotation, np.ndarray]:
+    """World rotations B_pose · B_restᵀ from (F, 3, 3) and (3, 3), and (F,) bool where they are defined (identity
+    stands in elsewhere)."""
     m = pose @ rest.T
     finite = np.all(np.isfinite(m), axis=(1, 2))
     q = np.full((m.shape[0], 4), np.nan)
@@ -324,7 +326,7 @@ class _Solver:
             pair = self.rig.group_of(name).get("pair")
             if self.symmetric and pair in ratios:
                 r = np.concatenate([r, ratios[pair]])
-            self.scales[name] = float(np.median(r)) if r.size else 1.0
+            self.scales[name] = _sane(float(np.median(r))) if r.size else 1.0
 
     # solvers
     def solve_basis(self, bone: dict[str, Any]) -> None:
@@ -372,14 +374,14 @@ class _Solver:
             big_a = np.stack([b0 * np.sin(gamma / 2), a0 + b0 * np.cos(gamma / 2)], axis=-1)
             big_c = c * np.stack([np.sin(gamma), np.cos(gamma)], axis=-1)
             aa, ac, cc = np.sum(big_a ** 2, -1), np.sum(big_a * big_c, -1), np.sum(big_c ** 2, -1)
-            root = np.sqrt(np.maximum(ac ** 2 - aa * (cc - length ** 2), 0.0))
-            per_frame = (root - ac) / aa
+            per_frame = (np.sqrt(np.maximum(ac ** 2 - aa * (cc - length ** 2), 0.0)) - ac) / aa
             ok = seen & np.isfinite(per_frame)
             if not np.any(ok):
                 break
             previous, scale = scale, float(np.median(per_frame[ok]))
             if abs(scale - previous) < 1e-9:
                 break
+        scale = _sane(scale)
         self.scales[self._group_measured_by("spine")] = scale
         gamma = _invert_chord_angle(phi, scale * a0, scale * b0, c)
         swing = np.nan_to_num(axis * gamma[:, None])
@@ -406,7 +408,7 @@ class _Solver:
         seen = self.seen(*self.rig.points_of_bone(head), *self.rig.points_of_bone(int(sk.parents[neck])))
         length = np.linalg.norm(aim, axis=-1)[seen & np.isfinite(aim).all(-1)]
         rest_len = float(np.linalg.norm(sk.offsets[head]))
-        self.scales[self._group_measured_by("neck")] = float(np.median(length)) / rest_len if length.size else 1.0
+        self.scales[self._group_measured_by("neck")] = _sane(float(np.median(length)) / rest_len) if length.size else 1.0
         twist = bone["twist"]
         self.world[neck] = _basis_rotation(aim, self.vector(twist), sk.offsets[head], self.rest_vector(twist),
                                            self.parent_world(neck), self.rig.twist_blend)
@@ -414,6 +416,11 @@ class _Solver:
 
     def _group_measured_by(self, kind: str) -> str:
         return next(g["name"] for g in self.rig.scales if g["measure"] == kind)
+
+
+def _sane(scale: float) -> float:
+    """A measured scale, or 1 (the rig's proportions) where the measurement failed."""
+    return scale if np.isfinite(scale) and SCALE_LIMITS[0] <= scale <= SCALE_LIMITS[1] else 1.0
 
 
 def _perpendicular(v: np.ndarray) -> np.ndarray:
@@ -490,7 +497,8 @@ def solve(keypoints: np.ndarray, confidence: np.ndarray, fps: float, skeleton: S
     rotations = make_continuous(rotations)
     root = np.nan_to_num(solver.root)
     sole = _sole_height(rig, solver)
-    feet = contacts.foot_contacts(kp, fps, rig.feet, floor=0.0, sole_height=sole)
+    floor = 0.0 if ground else contacts.floor_height(kp, confident, fps, rig.feet, sole)
+    feet = contacts.foot_contacts(kp, fps, rig.feet, floor=floor if np.isfinite(floor) else 0.0, sole_height=sole)
     motion = Motion(skeleton=sk, fps=float(fps), rotations=rotations, root_positions=root, confidence=joint_conf,
                     keypoints_3d=kp, contacts=feet)
     motion.meta.update(ik={"rig": rig.name, "scales": dict(solver.scales), "symmetric": symmetric,

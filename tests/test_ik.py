@@ -288,6 +288,21 @@ def test_contacts_follow_a_stepping_foot() -> None:
     assert np.all(contacts[down, 0]) and down.sum() > 40
 
 
+def test_the_floor_is_the_lowest_place_the_feet_rest() -> None:
+    """Standing on a box, stepping down, standing on the ground: the ground is the floor, not the box top."""
+    from core.contacts import floor_height
+
+    t = np.arange(int(3.0 * FPS)) / FPS
+    height = np.interp(t, [0.0, 1.5, 1.8, 3.0], [1.0, 1.0, 0.03, 0.03])
+    keypoints = np.zeros((len(t), 33, 3))
+    feet = [k for side in RIG.feet.values() for k in side]
+    keypoints[:, feet, 1] = height[:, None] + np.random.default_rng(0).normal(0.0, 0.005, (len(t), len(feet)))
+    valid = np.ones(keypoints.shape[:2], dtype=bool)
+    assert floor_height(keypoints, valid, FPS, RIG.feet, sole_height=0.03) == pytest.approx(0.0, abs=0.01)
+    valid[int(1.6 * FPS):] = False  # the ground part never seen: the box top is all there is
+    assert floor_height(keypoints, valid, FPS, RIG.feet, sole_height=0.03) == pytest.approx(0.97, abs=0.01)
+
+
 # --------------------------------------------------------------------------------------------------- the lifter
 
 def synthetic_detections(keypoints: np.ndarray, camera: CameraModel, width: int = 1280, height: int = 720
