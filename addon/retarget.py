@@ -297,8 +297,13 @@ def solve(source: SourceMotion, rig: TargetRig, bone_map: dict[str, str],
             aim = human.aim.get(aim)
         if aim is not None:
             d_t, d_s = t_pts[aim] - t_pts[j], s_pts[aim] - s_pts[j]
-        else:
+        else:  # the target maps nothing further down this chain: its bone's own tail, the source's next joint
             d_t, d_s = tails_w[tgt_idx[j]] - t_pts[j], source.tips[src_idx[j]] - s_pts[j]
+            nxt = human.aim.get(j)
+            while nxt is not None and nxt not in source_map:
+                nxt = human.aim.get(nxt)
+            if nxt is not None:
+                d_s = source.rest[source.names.index(source_map[nxt])] - s_pts[j]
         if np.linalg.norm(d_s) < 1e-6 or np.linalg.norm(d_t) < 1e-6:
             offset[j] = body
         else:
@@ -511,15 +516,24 @@ def retarget_bvh(path: str, target: bpy.types.Object, action_name: str,
 
     before = set(bpy.data.objects)
     actions = set(bpy.data.actions)
+    view_layer = bpy.context.view_layer
+    active, selected = view_layer.objects.active, [o for o in view_layer.objects if o.select_get()]
     bpy.ops.import_anim.bvh(filepath=str(path), update_scene_fps=False, update_scene_duration=False)
     imported = [o for o in bpy.data.objects if o not in before and o.type == "ARMATURE"]
-    if not imported:
-        raise RetargetError(f"{path} could not be imported as BVH. Check the file.")
+    temporary = set(bpy.data.actions) - actions
+    for act in temporary:
+        act.name = "mimic_bvh_source"  # leave the clip's name free for the retargeted action
     try:
+        if not imported:
+            raise RetargetError(f"{path} could not be imported as BVH. Check the file.")
         return retarget_action(imported[0], target, action_name, bone_map)
     finally:
         for obj in imported:
+            data = obj.data
             bpy.data.objects.remove(obj)
-        for act in set(bpy.data.actions) - actions:
-            if act.name != action_name and act.users == 0:
-                bpy.data.actions.remove(act)
+            bpy.data.armatures.remove(data)
+        for act in temporary:
+            bpy.data.actions.remove(act)
+        for obj in selected:
+            obj.select_set(True)
+        view_layer.objects.active = active

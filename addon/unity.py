@@ -239,6 +239,8 @@ def check_unity_fbx(path: str | Path) -> list[str]:
                         f"Apply Scalings 'FBX Units Scale' and scale 1.")
     before = set(bpy.data.objects)
     data_before = {k: set(getattr(bpy.data, k)) for k in ("armatures", "actions", "meshes", "materials")}
+    view_layer = bpy.context.view_layer
+    active, selected = view_layer.objects.active, [o for o in view_layer.objects if o.select_get()]
     try:
         bpy.ops.import_scene.fbx(filepath=str(path), use_anim=True, ignore_leaf_bones=False)
         imported = [o for o in bpy.data.objects if o not in before]
@@ -254,6 +256,9 @@ def check_unity_fbx(path: str | Path) -> list[str]:
             coll = getattr(bpy.data, kind)
             for item in [i for i in coll if i not in had]:
                 coll.remove(item)
+        for obj in selected:
+            obj.select_set(True)
+        view_layer.objects.active = active
     return problems
 
 

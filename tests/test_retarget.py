@@ -229,9 +229,11 @@ def check_retarget(obj: bpy.types.Object, motion: MotionData, bone_map: dict[str
             if aim is not None:
                 got = posed[bone_map[aim]][0] - posed[bone][0]
                 want = src_pos[f, index[aim]] - src_pos[f, index[j]]
-            else:
+            elif np.linalg.norm(motion.end_sites[index[j]]) > 0:
                 got = posed[bone][1] - posed[bone][0]
                 want = src_tips[f, index[j]] - src_pos[f, index[j]]
+            else:  # the chain goes on in the source but not in the target: its bone's tail points anywhere
+                continue
             err = angle_deg(got, want)
             worst_angle = max(worst_angle, err)
             assert err < MAX_ANGLE_DEG, (obj.name, f, j, err)
@@ -403,3 +405,86 @@ def test_rig_preset_for_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         retarget.rig_preset("plain")
     with pytest.raises(ValueError, match="does not exist"):
         retarget.rig_preset("nobody")
+
+
+# --- the panel's operators, with the extension enabled for real ------------------------------------------------------
+
+UI_REPO = "mimic_retarget_tests"
+
+
+@pytest.fixture()
+def enabled(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """The extension enabled from an empty file (a local extension repository linking to this checkout)."""
+    import addon_utils
+
+    def _raise(exc: BaseException) -> None:
+        raise exc
+
+    monkeypatch.setenv(retarget.PRESET_DIR_ENV, str(tmp_path_factory.mktemp("presets")))
+    reset_blender()
+    repo = tmp_path_factory.mktemp("extensions")
+    (repo / "mimic").symlink_to(Path(__file__).resolve().parent.parent, target_is_directory=True)
+    repos = bpy.context.preferences.extensions.repos
+    if UI_REPO not in {r.module for r in repos}:
+        repos.new(name=UI_REPO, module=UI_REPO, custom_directory=str(repo), source="USER")
+    module = addon_utils.enable(f"bl_ext.{UI_REPO}.mimic", default_set=True, handle_error=_raise)
+    assert module is not None
+    yield module
+    addon_utils.disable(f"bl_ext.{UI_REPO}.mimic", default_set=True, handle_error=_raise)
+
+
+def test_panel_bone_map_presets_and_retarget_action(enabled, motion: MotionData, tmp_path: Path) -> None:
+    from core.bvh import write_bvh
+    from core.skeleton import Skeleton
+
+    assert bpy.types.MIMIC_PT_retarget.bl_parent_id == "MIMIC_PT_main"
+    settings = bpy.context.scene.mimic.retarget
+    target, names = awkward_armature("mmd", seed=21)
+    bpy.context.view_layer.objects.active = target
+    assert bpy.ops.mimic.detect_bone_map() == {"FINISHED"}
+    assert [i.joint for i in settings.bone_map] == list(rigmap.load_humanoid().names)
+    assert {i.joint: i.bone for i in settings.bone_map} == names
+    assert settings.convention == "MMD (MikuMikuDance)" and settings.armature == target.name
+    assert retarget.stored_bone_map(target) == names
+
+    settings.bone_map[rigmap.load_humanoid().names.index("LeftToes")].bone = ""  # an edit in the list is saved
+    assert "LeftToes" not in retarget.stored_bone_map(target)
+    settings.preset_name = "my mmd"
+    assert bpy.ops.mimic.save_bone_map_preset() == {"FINISHED"}
+    preset = Path(retarget.preset_dir()) / "my_mmd.json"
+    assert rigmap.load_preset(preset) == {j: b for j, b in names.items() if j != "LeftToes"}
+
+    other, _ = awkward_armature("mmd", seed=22)
+    bpy.context.view_layer.objects.active = other
+    assert bpy.ops.mimic.load_bone_map_preset(filepath=str(preset)) == {"FINISHED"}
+    assert settings.armature == other.name and retarget.stored_bone_map(other) == rigmap.load_preset(preset)
+
+    # Retarget Action from a BVH file, then from an animated armature, onto the active armature.
+    sk = Skeleton(tuple(motion.names), motion.parents, motion.offsets, motion.end_sites)
+    bvh = tmp_path / "walk.bvh"
+    write_bvh(bvh, Motion(skeleton=sk, fps=motion.fps, rotations=motion.rotations,
+                          root_positions=motion.root_positions))
+    bpy.context.view_layer.objects.active = target
+    settings.source_kind, settings.bvh_path, settings.action_name = "BVH", str(bvh), ""
+    assert bpy.ops.mimic.retarget_action() == {"FINISHED"}
+    assert target.animation_data.action.name == "walk"
+    check_retarget(target, motion, {j: b for j, b in names.items() if j != "LeftToes"}, target.animation_data.action)
+
+    bpy.context.view_layer.objects.active = other
+    settings.source_kind, settings.source, settings.action_name = "ARMATURE", target, "Copied"
+    assert bpy.ops.mimic.retarget_action() == {"FINISHED"}
+    assert other.animation_data.action.name == "Copied"
+    assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) == (1, FRAMES)
+
+    settings.source = None
+    with pytest.raises(RuntimeError, match="The source must be an armature with an action"):
+        bpy.ops.mimic.retarget_action()
+
+    out = tmp_path / "hero.fbx"
+    assert bpy.ops.mimic.export_unity(filepath=str(out), kind="FBX") == {"FINISHED"}
+    from addon import unity
+
+    assert unity.check_unity_fbx(out) == []
+    assert bpy.context.active_object == other  # the checker's import leaves the selection as it was
+    assert bpy.ops.mimic.export_unity(filepath=str(tmp_path / "hero.bvh"), kind="BVH") == {"FINISHED"}
+    assert (tmp_path / "hero.bvh").is_file()
