@@ -18,9 +18,10 @@ from core.filters import smooth
 
 @dataclass(frozen=True)
 class ContactSettings:
-    """A foot is planted when its lowest landmark is within height_m of the floor and its landmarks move slower
-    than speed_mps (measured after a speed_cutoff_hz low-pass: lifted depth jitters by a few cm a frame); plants and lifts shorter than min_frames are dropped. A still foot for min_stance_s is a stance
-    (floor_height). A median body axis tilted more than max_tilt_deg is not levelled (level_rotation)."""
+    """A foot is planted when its lowest landmark is within height_m of the floor and it moves slower than
+    speed_mps (after a speed_cutoff_hz low-pass: lifted depth jitters by centimetres a frame); plants and lifts
+    shorter than min_frames are dropped. A foot still for min_stance_s is a stance (floor_height). A median body
+    axis tilted more than max_tilt_deg is left alone (level_rotation)."""
 
     height_m: float = 0.06
     speed_mps: float = 1.0
