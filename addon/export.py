@@ -3,7 +3,9 @@
 BVH: Blender's `export_anim.bvh` writes armature space; Mimic armatures keep Mimic's Y-up axes there, so the file
 is Y-up, faces +Z, root translation only, ZXY rotation channels, metres (core/bvh.py's conventions).
 FBX: `export_scene.fbx` with the armature and its baked action only, no leaf bones, Y up / -Z forward, units
-scaling into the FBX unit (1 unit = 1 m), so Unity imports a 1:1 humanoid with scale 1 and no root rotation.
+scaling into the FBX unit (1 unit = 1 m), so Unity imports a 1:1 humanoid with scale 1 and no root rotation. The
+exporter writes the bones' transforms as posed at the current frame and Unity builds the avatar from them, so the
+export stands the armature in its rest pose (the T-pose for Mimic armatures) on a frame outside the baked range.
 """
 
 from __future__ import annotations
@@ -67,6 +69,55 @@ def _atomic(path: Path) -> Iterator[Path]:
         raise
 
 
+def _action_fcurves(action: bpy.types.Action, slot: object) -> list[bpy.types.FCurve]:
+    """The F-curves `slot` animates in `action` (Blender 4.4+ layered actions), or all of a legacy action's."""
+    if not hasattr(action, "layers"):
+        return list(action.fcurves)
+    from bpy_extras import anim_utils
+
+    bag = anim_utils.action_get_channelbag_for_slot(action, slot)
+    return list(bag.fcurves) if bag is not None else []
+
+
+@contextmanager
+def _rest_pose_on_current_frame(context: bpy.types.Context, obj: bpy.types.Object) -> Iterator[None]:
+    """Make the current frame (one before the scene's range, so it is not baked) show `obj` in its rest pose, using
+    a temporary copy of its action with rest keys there; the action, slot and current frame are restored after."""
+    anim = obj.animation_data
+    action = anim.action if anim is not None else None
+    scene = context.scene
+    frame = scene.frame_current
+    if action is None:
+        yield
+        return
+    slot = getattr(anim, "action_slot", None)
+    temp = action.copy()
+    rest_frame = scene.frame_start - 1
+    try:
+        anim.action = temp
+        temp_slot = next((s for s in getattr(temp, "slots", ()) if s.identifier == slot.identifier), None) \
+            if slot is not None else None
+        if temp_slot is not None:
+            anim.action_slot = temp_slot
+        for fcurve in _action_fcurves(temp, temp_slot):
+            owner_path, _, prop = fcurve.data_path.rpartition(".")
+            if not owner_path.startswith("pose.bones["):
+                continue
+            owner = obj.path_resolve(owner_path)
+            rna = owner.bl_rna.properties[prop]
+            rest = rna.default_array[fcurve.array_index] if rna.is_array else rna.default
+            key = fcurve.keyframe_points.insert(rest_frame, float(rest), options={"FAST"})
+            key.interpolation = "CONSTANT"
+        scene.frame_set(rest_frame)
+        yield
+    finally:
+        anim.action = action
+        if slot is not None:
+            anim.action_slot = slot
+        bpy.data.actions.remove(temp)
+        scene.frame_set(frame)
+
+
 def _check(obj: bpy.types.Object | None, path: Path) -> None:
     if obj is None or obj.type != "ARMATURE":
         raise ExportError("Select an armature to export.")
@@ -91,7 +142,7 @@ def export_fbx(context: bpy.types.Context, obj: bpy.types.Object, path: str | Pa
     """Write armature `obj` with its action baked over the scene's frame range as FBX; returns the path."""
     path = Path(path)
     _check(obj, path)
-    with _atomic(path) as tmp, _only_selected(context, obj):
+    with _atomic(path) as tmp, _only_selected(context, obj), _rest_pose_on_current_frame(context, obj):
         result = bpy.ops.export_scene.fbx(filepath=str(tmp), **FBX_OPTIONS)
         if "FINISHED" not in result:
             raise ExportError(f"Blender's FBX exporter did not write {path}.")

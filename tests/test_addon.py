@@ -256,8 +256,9 @@ def test_exported_bvh_reimports_to_same_positions(imported, tmp_path: Path) -> N
     bpy.data.objects.remove(bvh_obj)
 
 
-def fbx_header(path: Path) -> tuple[dict[bytes, object], dict[bytes, list[float]]]:
-    """The FBX file's global settings and its first Model node's transform, read with Blender's own FBX parser."""
+def fbx_header(path: Path) -> tuple[dict[bytes, object], dict[bytes, dict[bytes, object]]]:
+    """The FBX file's global settings and each Model node's properties by name (first the armature's root node),
+    read with Blender's own FBX parser."""
     parse_fbx = importlib.import_module("io_scene_fbx.parse_fbx")
     root, _ = parse_fbx.parse(str(path))
 
@@ -268,22 +269,42 @@ def fbx_header(path: Path) -> tuple[dict[bytes, object], dict[bytes, list[float]
         rows = child(elem, b"Properties70").elems
         return {p.props[0]: (p.props[4] if len(p.props) == 5 else list(p.props[4:])) for p in rows}
 
-    model = child(child(root, b"Objects"), b"Model")
-    return props(child(root, b"GlobalSettings")), props(model)  # type: ignore[return-value]
+    models = {m.props[1].split(b"\x00")[0]: props(m) for m in child(root, b"Objects").elems if m.id == b"Model"}
+    return props(child(root, b"GlobalSettings")), models
 
 
 def test_exported_fbx_reimports_to_same_positions(imported, tmp_path: Path) -> None:
     armature, motion = imported
     names = list(motion.skeleton.names)
     path = tmp_path / "walk.fbx"
+    actions = len(bpy.data.actions)
+    bpy.context.scene.frame_set(1)
     with bpy.context.temp_override(active_object=armature, object=armature):
         assert bpy.ops.mimic.export_fbx("EXEC_DEFAULT", filepath=str(path)) == {"FINISHED"}
-    settings, root_node = fbx_header(path)
+    settings, models = fbx_header(path)
     assert (settings[b"UpAxis"], settings[b"UpAxisSign"], settings[b"FrontAxis"], settings[b"FrontAxisSign"]) == \
         (1, 1, 2, 1)  # Y up, +Z front: what Unity expects
     assert settings[b"UnitScaleFactor"] == pytest.approx(100.0)  # 1 file unit = 1 m: Unity's scale factor is 1
+    root_node = models[armature.name.encode()]
     np.testing.assert_allclose(root_node[b"Lcl Rotation"], 0.0, atol=1e-3)  # no -90 degree root turn
     np.testing.assert_allclose(root_node[b"Lcl Scaling"], 1.0, atol=1e-6)  # no 100x root scale
+    # The bones' own transforms, which Unity builds the avatar from, are the rest (T-)pose, not the current frame:
+    # the same as an export of the armature held in its rest position.
+    assert bpy.context.scene.frame_current == 1 and tuple(armature.animation_data.action.frame_range) == \
+        (1.0, float(motion.num_frames))
+    armature.data.pose_position = "REST"
+    armature.select_set(True)
+    reference = tmp_path / "rest.fbx"
+    try:
+        bpy.ops.export_scene.fbx(filepath=str(reference), use_selection=True, object_types={"ARMATURE"},
+                                 add_leaf_bones=False, bake_anim=False, apply_scale_options="FBX_SCALE_UNITS")
+    finally:
+        armature.data.pose_position = "POSE"
+    rest_models = fbx_header(reference)[1]
+    for bone in names:
+        for prop in (b"Lcl Translation", b"Lcl Rotation"):
+            np.testing.assert_allclose(models[bone.encode()].get(prop, [0.0] * 3),  # absent = zero
+                                       rest_models[bone.encode()].get(prop, [0.0] * 3), atol=1e-3)
     before = set(bpy.data.objects)
     bpy.ops.import_scene.fbx(filepath=str(path), anim_offset=0.0)
     new = [o for o in bpy.data.objects if o not in before]
@@ -296,7 +317,8 @@ def test_exported_fbx_reimports_to_same_positions(imported, tmp_path: Path) -> N
     expected = fk_blender(motion, check)
     for i, f in enumerate(check):
         assert np.abs(world_joints(fbx_obj, names, f + 1) - expected[i]).max() < TOLERANCE_M
-    bpy.data.batch_remove([fbx_obj, fbx_obj.data])
+    bpy.data.batch_remove([fbx_obj, fbx_obj.data, fbx_obj.animation_data.action])
+    assert len(bpy.data.actions) == actions  # the temporary rest-pose action is gone
 
 
 def test_keep_scene_fps_resamples(imported, ext, tmp_path: Path) -> None:
