@@ -203,9 +203,12 @@ class CoreJob:
             st.done, st.fraction = msg, 1.0
         elif "error" in msg:
             st.error = msg["error"] if isinstance(msg["error"], dict) else {"message": str(msg["error"])}
-        elif "protocol" in msg and int(msg["protocol"]) > PROTOCOL_VERSION:
-            st.warnings.append(f"The core speaks progress protocol {msg['protocol']}; this add-on knows "
-                               f"{PROTOCOL_VERSION}. Update the add-on.")
+        elif "protocol" in msg and msg["protocol"] != PROTOCOL_VERSION:
+            # A new protocol number is an incompatible change: stop rather than misread the core.
+            st.error = {"type": "ProtocolMismatch", "exit_code": 1,
+                        "message": f"The Mimic core speaks progress protocol {msg['protocol']}; this add-on reads "
+                                   f"protocol {PROTOCOL_VERSION}. Install the same Mimic version of core and add-on."}
+            self._kill()
 
     def _finish(self) -> None:
         assert self._proc is not None
@@ -227,6 +230,13 @@ class CoreJob:
     def cancel(self) -> None:
         """Stop the subprocess (and its children) now; result() then raises CoreCancelled."""
         self._cancelled = True
+        if self._proc is None:
+            return
+        self._kill()
+        while self.poll():
+            time.sleep(0.01)
+
+    def _kill(self) -> None:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
@@ -238,8 +248,6 @@ class CoreJob:
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
-        while self.poll():
-            time.sleep(0.01)
 
     def result(self) -> Path:
         """The output file of a finished job; raises CoreCancelled or CoreError with the core's message."""
