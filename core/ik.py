@@ -49,7 +49,9 @@ class IkRig:
 
     landmark_joint: (K,) joint index each landmark is attached to; landmark_offset: (K, 3) metres at default
     proportions in that joint's rest frame; landmark_scale: (K,) scale group name or "" (no offset).
-    points: every landmark and derived point name -> landmark indices averaged. twist_blend: (lo, hi) radians.
+    points: every landmark and derived point name -> landmark indices averaged. twist_blend: (lo, hi) radians,
+    the angle between twist vector and aim over which the twist fades in; twist_confidence: (lo, hi) the landmark
+    confidence over which it fades in.
     """
 
     name: str
@@ -62,6 +64,7 @@ class IkRig:
     scales: tuple[dict[str, Any], ...]
     bones: tuple[dict[str, Any], ...]
     twist_blend: tuple[float, float]
+    twist_confidence: tuple[float, float]
     feet: dict[str, tuple[int, ...]]
     body_axis: tuple[tuple[int, ...], tuple[int, ...]]
     centre: np.ndarray
@@ -92,7 +95,7 @@ def load_ik_rig(name: str = "humanoid_ik") -> IkRig:
     axis = tuple(tuple(names.index(n) for n in data["body_axis"][end]) for end in ("lower", "upper"))
     lo, hi = np.radians(data["twist_blend_deg"])
     return IkRig(data["name"], skeleton, names, joint, offset, scale, points, tuple(data["scales"]),
-                 tuple(data["bones"]), (float(lo), float(hi)), feet, axis,
+                 tuple(data["bones"]), (float(lo), float(hi)), tuple(data["twist_confidence"]), feet, axis,
                  points[data["centre"]])  # type: ignore[arg-type]
 
 
@@ -191,6 +194,12 @@ def _swing(v_from: np.ndarray, v_to: np.ndarray) -> Rotation:
     return Rotation.from_rotvec(axis * np.arctan2(sin, cos)[:, None])
 
 
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    """0 below 0, 1 above 1, a smooth S between (x clipped to 0..1 first)."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
 def _valid_rotation(r: Rotation, fallback: Rotation) -> Rotation:
     """r where it is finite, fallback elsewhere."""
     q = r.as_quat()
@@ -213,11 +222,12 @@ def _from_bases(pose: np.ndarray, rest: np.ndarray) -> tuple[Rotation, np.ndarra
 
 
 def _basis_rotation(aim: np.ndarray, twist: np.ndarray, aim_rest: np.ndarray, twist_rest: np.ndarray,
-                    parent: Rotation, blend: tuple[float, float]) -> Rotation:
+                    parent: Rotation, blend: tuple[float, float], trust: np.ndarray | None = None) -> Rotation:
     """World rotations (F) mapping the rest (aim, twist) pair onto the observed one (F, 3) each.
 
     Where the twist vector lines up with the aim (angle below blend[0]) the result is the parent's frame swung
-    onto the aim; between blend[0] and blend[1] it turns smoothly (smoothstep) into the full twist.
+    onto the aim; between blend[0] and blend[1] it turns smoothly (smoothstep) into the full twist. trust (F,) 0..1
+    scales the twist the same way (how far the landmarks that give it can be believed).
     """
     frames = aim.shape[0]
     carried = parent.apply(np.tile(aim_rest, (frames, 1)))
@@ -228,7 +238,7 @@ def _basis_rotation(aim: np.ndarray, twist: np.ndarray, aim_rest: np.ndarray, tw
         sin = np.linalg.norm(np.cross(_unit(aim), _unit(twist)), axis=-1)
     lo, hi = np.sin(blend[0]), np.sin(blend[1])
     x = np.clip((np.nan_to_num(sin) - lo) / (hi - lo), 0.0, 1.0)
-    weight = np.where(ok, x * x * (3.0 - 2.0 * x), 0.0)
+    weight = np.where(ok, _smoothstep(x), 0.0) * (1.0 if trust is None else trust)
     rows = np.flatnonzero(weight < 1.0)  # usually few: only these need the fallback
     if rows.size == 0:
         return full
@@ -274,6 +284,12 @@ class _Solver:
         """(F,) the lowest confidence of the landmarks behind these points (1 where there are none)."""
         idx = self._landmarks(names)
         return np.min(self.confidence[:, idx], axis=1) if idx.size else np.ones(self.frames)
+
+    def trust(self, *names: str) -> np.ndarray:
+        """(F,) 0..1 how far a twist taken from these points is believed: a smoothstep over the rig's
+        twist_confidence range of their lowest landmark confidence (unsure hands fall back to the arm's frame)."""
+        lo, hi = self.rig.twist_confidence
+        return _smoothstep((self.conf(*names) - lo) / (hi - lo))
 
     @property
     def skeleton(self) -> Skeleton:
@@ -338,7 +354,7 @@ class _Solver:
         else:  # no twist reference: the parent's frame swung onto the aim
             twist_obs, twist_rest = np.full((self.frames, 3), np.nan), self.rest_vector(aim)
         self.world[j] = _basis_rotation(self.vector(aim), twist_obs, self.rest_vector(aim), twist_rest,
-                                        self.parent_world(j), self.rig.twist_blend)
+                                        self.parent_world(j), self.rig.twist_blend, self.trust(*twist))
         used = [*aim, *twist]
         if "anchor" in bone:
             used.append(bone["anchor"])
@@ -411,7 +427,7 @@ class _Solver:
         self.scales[self._group_measured_by("neck")] = _sane(float(np.median(length)) / rest_len) if length.size else 1.0
         twist = bone["twist"]
         self.world[neck] = _basis_rotation(aim, self.vector(twist), sk.offsets[head], self.rest_vector(twist),
-                                           self.parent_world(neck), self.rig.twist_blend)
+                                           self.parent_world(neck), self.rig.twist_blend, self.trust(*twist))
         self.joint_conf[neck] = np.minimum(self.joint_conf[head], self.conf(*twist))
 
     def _group_measured_by(self, kind: str) -> str:

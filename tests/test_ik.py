@@ -136,6 +136,23 @@ def test_twists_that_only_the_landmarks_show() -> None:
         assert np.degrees(angle_between(world[:, j], truth[:, j]).max()) < 0.01, name
 
 
+def test_unsure_hand_landmarks_leave_the_forearm_untwisted() -> None:
+    sk, rot, root = random_pose(60, seed=10)
+    keypoints = keypoints_from_pose(rot, root, sk)
+    confidence = np.ones(keypoints.shape[:2])
+    hand = [LANDMARK[n] for n in ("left_pinky", "left_index", "left_thumb")]
+    confidence[:30, hand] = 0.1
+    motion = solve(keypoints, confidence, FPS, ground=False)
+    fore = sk.index("LeftLowerArm")
+    axis = _unit(sk.offsets[sk.index("LeftHand")])
+    twist = from_wxyz(motion.rotations[:, fore]).as_rotvec() @ axis
+    np.testing.assert_allclose(twist[:30], 0.0, atol=1e-9)  # only the swing from the upper arm's frame
+    assert np.degrees(angle_between(motion.rotations[30:], rot[30:]).max()) < 0.01  # sure again: exact
+    again = keypoints_from_pose(motion.rotations, motion.root_positions, motion.skeleton)
+    body = [k for k in range(33) if k not in hand]
+    assert np.abs(again[:, body] - keypoints[:, body]).max() < 1e-3  # the wrist still lands where it should
+
+
 def test_clavicles_follow_shrugs() -> None:
     """Shrugs move the shoulder landmarks; the clavicles aim at them. The trunk model assumes level clavicles, so
     here the fit is close rather than exact (the spine and the shoulder width absorb a little of each shrug)."""
