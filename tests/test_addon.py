@@ -482,3 +482,24 @@ def test_cli_command_entry_point(ext, tmp_path: Path) -> None:
     assert batch.cli_main(["convert", "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
     assert batch.cli_main(["convert", "--help"]) == 0
     assert batch.cli_main(["convert", "--input", str(tmp_path)]) == 2  # --output missing
+
+
+def test_panel_settings_become_core_arguments(ext) -> None:
+    settings = bpy.context.scene.mimic
+    job = submodule(ext, "job")
+    keep = (settings.use_range, settings.start_s, settings.end_s, settings.person, settings.person_index,
+            settings.cutoff_hz)
+    try:
+        settings.use_range, settings.person, settings.cutoff_hz = False, "LEFT", 0.0
+        argv = job.core_command("py", "/v.mp4", "/o.npz", settings.core_options())
+        assert argv[:8] == ["py", "-m", "core", "/v.mp4", "-o", "/o.npz", "--progress", "json"]
+        assert "--start" not in argv and argv[argv.index("--person") + 1] == "left"
+        assert argv[argv.index("--cutoff") + 1] == "0"
+        settings.use_range, settings.start_s, settings.end_s = True, 1.25, 3.5
+        settings.person, settings.person_index, settings.cutoff_hz = "INDEX", 2, 4.5
+        argv = job.core_command("py", "/v.mp4", "/o.npz", settings.core_options())
+        assert argv[argv.index("--start") + 1] == "1.25" and argv[argv.index("--end") + 1] == "3.5"
+        assert argv[argv.index("--person") + 1] == "2" and argv[argv.index("--cutoff") + 1] == "4.5"
+    finally:
+        (settings.use_range, settings.start_s, settings.end_s, settings.person, settings.person_index,
+         settings.cutoff_hz) = keep
