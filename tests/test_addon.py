@@ -106,12 +106,13 @@ def test_register_unregister_register_leaves_nothing_behind(ext) -> None:
     assert "mimic" in bpy.types.Scene.bl_rna.properties
     assert isinstance(bpy.context.scene.mimic.retarget, ext.addon.retarget_ui.MIMIC_PG_retarget)
     assert len(package._cli_handles) == 1
+    assert _op_exists("mimic.import_video") and _op_exists("mimic.export_fbx")
 
     disable_extension()
     assert not any(c.is_registered for c in classes)
     assert "mimic" not in bpy.types.Scene.bl_rna.properties
     assert not hasattr(bpy.types.Scene, "mimic")
-    assert not hasattr(bpy.ops.mimic, "import_video") or not _op_exists("mimic.import_video")
+    assert not _op_exists("mimic.import_video") and not _op_exists("mimic.export_fbx")
     assert package._cli_handles == []
     assert ADDON not in bpy.context.preferences.addons
 
