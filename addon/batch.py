@@ -297,8 +297,11 @@ def cli_main(argv: list[str]) -> int:
 
 
 def _script_argv() -> list[str]:
-    """Arguments meant for us: after `--` under Blender, else everything after the program name."""
-    return sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    """Arguments meant for us: those after `--`; with no `--`, none under Blender (its argv is Blender's own) and
+    everything after the program name under a plain Python."""
+    if "--" in sys.argv:
+        return sys.argv[sys.argv.index("--") + 1:]
+    return [] if bpy.app.binary_path else sys.argv[1:]
 
 
 if __name__ == "__main__":
