@@ -32,6 +32,9 @@ MIMIC_TO_BLENDER = np.array([np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0])
 FOOT_BLEND_M = 0.02  # how sharply the supporting foot is chosen when both feet are near the floor (source metres)
 BONE_MAP_PROP = "mimic_bone_map"  # custom property on the armature object: the user's bone map as JSON
 PRESET_DIR_ENV = "MIMIC_BONE_MAP_DIR"
+#: Constraint types that replace a bone's own rotation: keys on such a bone would not show.
+OVERRIDING_CONSTRAINTS = frozenset({"COPY_TRANSFORMS", "COPY_ROTATION", "CHILD_OF", "ARMATURE", "IK", "SPLINE_IK",
+                                    "DAMPED_TRACK", "LOCKED_TRACK", "TRACK_TO", "STRETCH_TO", "TRANSFORM"})
 
 
 class RetargetError(Exception):
@@ -458,16 +461,35 @@ def rig_preset(spec: str) -> tuple[str, str]:
     return rig
 
 
+def overriding_constraints(obj: bpy.types.Object, bones: list[str]) -> list[str]:
+    """'bone (constraint)' for each active constraint that overrides the rotation of one of `bones`, so that keys
+    on that bone would not show (deform bones of a generated control rig, an IK chain left on IK...)."""
+    out = []
+    for name in bones:
+        for con in obj.pose.bones[name].constraints:
+            if con.type in OVERRIDING_CONSTRAINTS and con.enabled and con.influence > 0.5:
+                out.append(f"{name} ({con.name})")
+    return out
+
+
 def resolve_target_map(target: bpy.types.Object, bone_map: dict[str, str] | None = None) -> dict[str, str]:
-    """The bone map for `target`: the given one, else the one saved on it, else auto-detected (checked either way)."""
+    """The bone map for `target`: the given one, else the one saved on it, else auto-detected (checked either way).
+    RetargetError when it is incomplete or when constraints would override the keyed bones."""
     if target is None or target.type != "ARMATURE":
         raise RetargetError("The retarget target must be an armature. Select your character's armature.")
     bones = rigmap.armature_bones(target)
     try:
-        return rigmap.resolve_bone_map(bones, bone_map if bone_map is not None else stored_bone_map(target),
-                                       target.name)
+        resolved = rigmap.resolve_bone_map(bones, bone_map if bone_map is not None else stored_bone_map(target),
+                                           target.name)
     except rigmap.RigMapError as exc:
         raise RetargetError(str(exc)) from exc
+    overridden = overriding_constraints(target, list(resolved.values()))
+    if overridden:
+        raise RetargetError(f"{target.name}: constraints drive {', '.join(overridden[:4])}"
+                            f"{' ...' if len(overridden) > 4 else ''}, so keys on these bones would not show. "
+                            f"Disable or mute those constraints (switch IK chains to FK), or map bones that are "
+                            f"not driven by constraints.")
+    return resolved
 
 
 def retarget_source(source: SourceMotion, target: bpy.types.Object, action_name: str,

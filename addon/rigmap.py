@@ -88,7 +88,8 @@ class Convention:
 class Detection:
     """Result of auto-detection. bone_map: canonical -> armature bone; score: 0..1 name match of the convention;
     by_name / filled: joints mapped by name / by hierarchy; missing_required / missing_optional: joints not mapped;
-    scores: every convention's score."""
+    scores: every convention's score; misplaced: joints whose bone was found by name but sits outside the hierarchy
+    (e.g. a control rig whose controls hang on helper bones)."""
 
     convention: str
     label: str
@@ -99,6 +100,7 @@ class Detection:
     missing_required: list[str] = field(default_factory=list)
     missing_optional: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
+    misplaced: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_complete(self) -> bool:
@@ -110,8 +112,10 @@ class Detection:
         if self.is_complete:
             return (f"{armature_name}: {self.label} rig, {len(self.bone_map)} of {len(load_humanoid().names)} "
                     f"bones mapped ({len(self.filled)} by hierarchy).")
+        missing = [f"{j} ('{self.misplaced[j]}' is not below its parent joint's bone)" if j in self.misplaced else j
+                   for j in self.missing_required]
         return (f"{armature_name} is not a humanoid rig Mimic recognises: no bone found for "
-                f"{', '.join(self.missing_required)}. Map these bones by hand in the Mimic panel's bone map, "
+                f"{', '.join(missing)}. Map these bones by hand in the Mimic panel's bone map, "
                 f"or load a bone-map preset.")
 
 
@@ -368,6 +372,7 @@ def detect(bones: Mapping[str, str | None]) -> Detection:
         missing_required=[j for j in human.required if j not in bone_map],
         missing_optional=[j for j in human.optional if j not in bone_map],
         scores=scores,
+        misplaced={j: b for j, b in by_name.items() if j not in bone_map},
     )
 
 

@@ -488,3 +488,36 @@ def test_panel_bone_map_presets_and_retarget_action(enabled, motion: MotionData,
     assert bpy.context.active_object == other  # the checker's import leaves the selection as it was
     assert bpy.ops.mimic.export_unity(filepath=str(tmp_path / "hero.bvh"), kind="BVH") == {"FINISHED"}
     assert (tmp_path / "hero.bvh").is_file()
+
+
+def test_bones_driven_by_constraints_are_refused(motion: MotionData) -> None:
+    """Keys on a bone whose rotation a constraint replaces would not show: say which bones and what to do."""
+    reset_blender()
+    obj, names = awkward_armature("rigify", pick=1, seed=31)  # DEF- names, as on a generated Rigify rig
+    con = obj.pose.bones[names["LeftUpperArm"]].constraints.new("COPY_ROTATION")
+    con.target, con.subtarget = obj, "root"
+    with pytest.raises(retarget.RetargetError, match=r"constraints drive DEF-upper_arm.L \(Copy Rotation\).*mute"):
+        retarget.retarget_motion(motion, obj, "Walk")
+    con.mute = True
+    check_retarget(obj, motion, names, retarget.retarget_motion(motion, obj, "Walk"))
+
+
+def test_generated_rigify_control_rig_is_refused_with_a_useful_message(motion: MotionData) -> None:
+    """A real generated Rigify rig (Rigify bundled with Blender): its FK controls hang on constrained helper bones,
+    so Mimic refuses it and says why instead of keying bones that would not move (not supported yet)."""
+    import addon_utils
+
+    reset_blender()
+    addon_utils.enable("rigify", default_set=True)
+    try:
+        bpy.ops.object.armature_human_metarig_add()
+        bpy.ops.pose.rigify_generate()
+        rig = bpy.data.objects["rig"]
+        found = rigmap.detect(rigmap.armature_bones(rig))
+        assert found.convention == "rigify" and not found.is_complete
+        assert found.misplaced["LeftUpperArm"] == "upper_arm_fk.L"
+        assert "LeftUpperArm ('upper_arm_fk.L' is not below its parent joint's bone)" in found.message()
+        with pytest.raises(retarget.RetargetError, match="not a humanoid rig"):
+            retarget.retarget_motion(motion, rig, "Walk")
+    finally:
+        addon_utils.disable("rigify", default_set=True)
