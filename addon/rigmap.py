@@ -156,7 +156,8 @@ def strip_namespace(name: str) -> str:
 
 def name_key(name: str) -> tuple[str, str]:
     """(side, words) of a bone name, tolerant of case, separators and side spelling:
-    `upper_arm.L`, `LeftUpperArm`, `UpperArm_l`, `Upper Arm Left` -> ("L", "upperarm"); `左腕`, `腕.L` -> ("L", "腕")."""
+    `upper_arm.L`, `LeftUpperArm`, `UpperArm_l`, `Upper Arm Left` -> ("L", "upperarm");
+    `左腕`, `腕.L` -> ("L", "腕")."""
     base = strip_namespace(name)
     side = ""
     if base[:1] in _SIDE_CHARS:
@@ -232,7 +233,8 @@ def match_convention(bones: Mapping[str, str | None], convention: Convention) ->
             used.add(bone)
             got += weight * quality
     if convention.signature:
-        got += SIGNATURE_WEIGHT * sum(index.find(s) is not None for s in convention.signature) / len(convention.signature)
+        found = sum(index.find(s) is not None for s in convention.signature)
+        got += SIGNATURE_WEIGHT * found / len(convention.signature)
         total += SIGNATURE_WEIGHT
     return bone_map, got / total
 

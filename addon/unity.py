@@ -9,6 +9,7 @@ bones, baked animation; BVH Y up, metres, ZXY on every joint, root translation o
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,6 @@ import numpy as np
 from . import retarget, rigmap
 from .motionfile import MotionData
 
-UNITY_FRONT = "+Z"
 #: How far a rest limb may point from the T-pose direction and still count as T-pose (degrees).
 TPOSE_LIMB_DEG = 10.0
 TPOSE_SPINE_DEG = 20.0
@@ -184,11 +184,14 @@ def export_gltf(context: bpy.types.Context, obj: bpy.types.Object, path: str | P
     for o in chosen:
         o.select_set(True)
     view_layer.objects.active = obj
-    try:
-        result = bpy.ops.export_scene.gltf(
-            filepath=str(path), export_format=fmt, use_selection=True, export_yup=True, export_apply=False,
-            export_animations=True, export_animation_mode="ACTIVE_ACTIONS", export_skins=True,
-            export_bake_animation=False, export_anim_slide_to_zero=False)
+    from .export import _atomic
+
+    try:  # a .glb is one file: write it beside and rename; a .gltf's buffers are named after the file itself
+        with _atomic(path) if fmt == "GLB" else contextlib.nullcontext(path) as out:
+            result = bpy.ops.export_scene.gltf(
+                filepath=str(out), export_format=fmt, use_selection=True, export_yup=True, export_apply=False,
+                export_animations=True, export_animation_mode="ACTIVE_ACTIONS", export_skins=True,
+                export_bake_animation=False, export_anim_slide_to_zero=False)
     finally:
         for o in chosen:
             o.select_set(False)
@@ -200,7 +203,7 @@ def export_gltf(context: bpy.types.Context, obj: bpy.types.Object, path: str | P
     return path
 
 
-# --- the checker -------------------------------------------------------------------------------------------------------
+# --- the checker ---------------------------------------------------------------------------------------------------
 
 def fbx_global_settings(path: str | Path) -> dict[str, object]:
     """The GlobalSettings properties of an FBX file (UpAxis, FrontAxis, UnitScaleFactor ...), via Blender's parser."""

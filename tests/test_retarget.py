@@ -139,9 +139,10 @@ def awkward_armature(convention: str, pick: int = 0, *, a_pose_deg: float = 40.0
     names = {j: conv.bones[j][min(pick, len(conv.bones[j]) - 1)] for j in human.names}
     rng = np.random.default_rng(seed)
     offsets = {j: np.array(human.offsets[j]) for j in human.names}
+    segment = {"LowerLeg": 1.2, "Foot": 0.8}  # long thighs, short shins: feet stay down only if the hips are corrected
     for j in human.names:
-        if "Leg" in j or "Foot" in j:  # long thighs, short shins: feet only stay down if the hips are corrected
-            offsets[j] = offsets[j] * legs * {"LowerLeg": 1.2, "Foot": 0.8}.get(j.removeprefix("Left").removeprefix("Right"), 1.0)
+        if "Leg" in j or "Foot" in j:
+            offsets[j] = offsets[j] * legs * segment.get(j.removeprefix("Left").removeprefix("Right"), 1.0)
         if "Arm" in j or "Hand" in j:
             offsets[j] = offsets[j] * arms
     pos: dict[str, np.ndarray] = {}
@@ -218,8 +219,6 @@ def check_retarget(obj: bpy.types.Object, motion: MotionData, bone_map: dict[str
     s_rest = {j: src_rest[index[j]] for j in bone_map}
     scale = (leg(t_rest, "Left") + leg(t_rest, "Right")) / (leg(s_rest, "Left") + leg(s_rest, "Right"))
     worst_angle = worst_foot = 0.0
-    for c in action.fcurves if hasattr(action, "fcurves") else []:
-        pass
     for f in CHECK_FRAMES:
         posed = posed_world(obj, 1 + f)
         for j, bone in bone_map.items():

@@ -203,6 +203,7 @@ def test_gltf_round_trip(motion: MotionData, tmp_path: Path) -> None:
     want = {pb.name: np.array(obj.matrix_world @ pb.head) for pb in obj.pose.bones}
     path = unity.export_gltf(bpy.context, obj, tmp_path / "hero.glb")
     assert path.read_bytes()[:4] == b"glTF"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hero.glb"]  # no temp file left behind
     reset_blender()
     bpy.ops.import_scene.gltf(filepath=str(path))
     imported = next(o for o in bpy.data.objects if o.type == "ARMATURE")
