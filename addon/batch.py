@@ -232,6 +232,7 @@ def run_batch(args: argparse.Namespace) -> list[ClipResult]:
                 job = CoreJob(python, r.clip, work / f"{len(running)}-{r.clip.stem}-{id(r)}.npz", options)
                 try:
                     running.append((r, job.start()))
+                    print(f"{label[r.clip]} {r.clip.name}: started", flush=True)
                 except CoreError as err:
                     r.status, r.message = "failed", str(err)
             still: list[tuple[ClipResult, CoreJob]] = []

@@ -65,7 +65,7 @@ def test_batch_converts_good_clip_reports_bad_one_and_fails(first_run: tuple[sub
     assert "[1/2] nobody.mp4: detect" in proc.stdout
     assert "[2/2] walk.mp4: detect" in proc.stdout and "[2/2] walk.mp4: write" in proc.stdout
     # --jobs 2: the second clip's core starts before the first clip is finished.
-    assert proc.stdout.index("[2/2] walk.mp4: detect") < proc.stdout.index("[1/2] nobody.mp4: failed")
+    assert proc.stdout.index("[2/2] walk.mp4: started") < proc.stdout.index("[1/2] nobody.mp4: failed")
     # The BVH written through Blender's exporter is the motion file's animation, Y up, in metres.
     bvh = read_bvh(out / "walk.bvh")
     assert bvh.num_frames == motion.num_frames
