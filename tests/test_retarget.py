@@ -314,9 +314,11 @@ def test_retarget_onto_mpfb2_rigs(motion: MotionData, mpfb2_rigs: Path, rig: str
     obj = mpfb2_armature(mpfb2_rigs / f"rig.{rig}.json")
     found = rigmap.detect(rigmap.armature_bones(obj))
     assert found.is_complete
+    idle, wave, before = add_other_animation(obj)
     action = retarget.retarget_motion(motion, obj, f"Walk_{rig}")
     figures = check_retarget(obj, motion, found.bone_map, action)
     assert 0.5 < figures["scale"] < 1.5
+    assert snapshot([idle, wave]) == before and obj.animation_data.nla_tracks[0].strips[0].action == wave
 
 
 def test_euler_and_axis_angle_bones_are_keyed_in_their_own_mode(motion: MotionData) -> None:
