@@ -477,6 +477,8 @@ def resolve_target_map(target: bpy.types.Object, bone_map: dict[str, str] | None
     RetargetError when it is incomplete or when constraints would override the keyed bones."""
     if target is None or target.type != "ARMATURE":
         raise RetargetError("The retarget target must be an armature. Select your character's armature.")
+    if target.mode == "EDIT":
+        raise RetargetError(f"{target.name} is in Edit Mode. Switch to Object or Pose Mode first.")
     bones = rigmap.armature_bones(target)
     try:
         resolved = rigmap.resolve_bone_map(bones, bone_map if bone_map is not None else stored_bone_map(target),

@@ -339,6 +339,11 @@ def test_explicit_bone_map_and_its_errors(motion: MotionData) -> None:
     obj, names = awkward_armature("mmd", seed=5)
     action = retarget.retarget_motion(motion, obj, "Walk", bone_map=dict(names))
     check_retarget(obj, motion, names, action)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    with pytest.raises(retarget.RetargetError, match="is in Edit Mode"):
+        retarget.retarget_motion(motion, obj, "Walk2")
+    bpy.ops.object.mode_set(mode="OBJECT")
     broken = dict(names, LeftHand="nope")
     with pytest.raises(retarget.RetargetError, match="'nope', which the armature does not have"):
         retarget.retarget_motion(motion, obj, "Walk2", bone_map=broken)
