@@ -126,29 +126,13 @@ def _export(context: bpy.types.Context, obj: bpy.types.Object, path: str | Path,
     scene = context.scene
     keep = scene.frame_start, scene.frame_end, scene.frame_current
     rig = build_unity_rig(context, obj, bone_map)
-    try:
-        # Blender's FBX exporter writes the pose of the current frame as the bones' transforms, which Unity takes
-        # as the avatar's rest: stand on a T-pose key one frame before the clip while exporting.
-        rest_frame = rig.frame_start - 1
-        _key_rest(rig, rest_frame)
+    try:  # export_fbx itself stands the rig in its (T-pose) rest on the current frame, where Unity reads it
         scene.frame_start, scene.frame_end = rig.frame_start, rig.frame_end
-        scene.frame_set(rest_frame)
         return getattr(export, writer)(context, rig.armature, path)
     finally:
         rig.remove()
         scene.frame_start, scene.frame_end = keep[:2]
         scene.frame_set(keep[2])
-
-
-def _key_rest(rig: UnityRig, frame: int) -> None:
-    """Key every bone of the Unity rig at its rest (identity rotation, zero location) on `frame`."""
-    for pb in rig.armature.pose.bones:
-        for prop, values in (("rotation_quaternion", (1.0, 0.0, 0.0, 0.0)), ("location", (0.0, 0.0, 0.0))):
-            path = f'pose.bones["{pb.name}"].{prop}'
-            for i, v in enumerate(values):
-                fc = rig.action.fcurve_ensure_for_datablock(rig.armature, path, index=i, group_name=pb.name)
-                fc.keyframe_points.insert(frame, v, options={"FAST"})
-                fc.update()
 
 
 def export_unity_fbx(context: bpy.types.Context, obj: bpy.types.Object, path: str | Path,

@@ -135,8 +135,6 @@ def test_checker_fails_on_fbx_that_breaks_a_requirement(motion: MotionData, tmp_
                                                         changes: dict, expected: str) -> None:
     obj = animated("unity", motion)
     rig = unity.build_unity_rig(bpy.context, obj)
-    unity._key_rest(rig, 0)
-    bpy.context.scene.frame_set(0)
     path = _export_raw(rig.armature, tmp_path / f"{case}.fbx", **changes)
     problems = unity.check_unity_fbx(path)
     assert any(p.startswith(expected) for p in problems), problems
