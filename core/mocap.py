@@ -198,7 +198,7 @@ def load_mocap(data: Path, cache: Path, fps: float = 30.0, reporter: Reporter | 
     reporter = reporter or NullReporter()
     files = find_bvh_files(Path(data), Path(cache))
     layout_text = (Path(__file__).resolve().parent.parent / "rigs" / "lifter_layout.json").read_text("utf-8")
-    key = hashlib.sha1(json.dumps([[str(f), f.stat().st_size] for f in files] + [layout_text, fps]).encode())
+    key = hashlib.sha1(json.dumps([[f.name, f.stat().st_size] for f in files] + [layout_text, fps]).encode())
     npz = Path(cache) / f"keypoints-{key.hexdigest()[:16]}.npz"
     if npz.exists():
         z = np.load(npz, allow_pickle=False)

@@ -41,7 +41,13 @@ def _mediapipe() -> Lifter:
     return MediaPipeWorldLifter()
 
 
-LIFTERS: dict[str, Callable[[], Lifter]] = {"mediapipe": _mediapipe}
+def _tcn() -> Lifter:
+    from core.lift.tcn import TcnLifter
+
+    return TcnLifter()
+
+
+LIFTERS: dict[str, Callable[[], Lifter]] = {"mediapipe": _mediapipe, "tcn": _tcn}
 DEFAULT_LIFTER = "mediapipe"
 
 

@@ -13,7 +13,7 @@ from core.detect2d import Detections
 from core.lift import Lifted
 from core.lift.layout import NUM_MEDIAPIPE, Layout, lifter_layout
 from core.lift.model import TemporalModel, load_weights
-from core.lift.normalize import detections_to_inputs, flip_inputs, flip_pose
+from core.lift.normalize import add_centred, detections_to_inputs, flip_inputs, flip_pose
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lifter_tcn.pt"
@@ -22,7 +22,7 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "lifter_tcn.pt"
 def infer(model: TemporalModel, inputs: np.ndarray, layout: Layout, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Lift whole sequences at once.
 
-    inputs: (F, K, 3) or (N, F, K, 3) normalised u, v, visibility. Returns pose (..., F, K, 3) metres relative to the
+    inputs: (F, K, 3) or (N, F, K, 3) normalised u, v, visibility (core.lift.normalize). Returns pose (..., F, K, 3) metres relative to the
     pelvis and trajectory (..., F, 3) metres, in camera-heading axes (X image right, Y up, Z towards the camera).
     Edges are padded by repeating the first/last frame so every frame gets an output; with `flip` the mirrored input
     is lifted too and its mirrored result averaged in (test-time augmentation).
@@ -37,7 +37,7 @@ def infer(model: TemporalModel, inputs: np.ndarray, layout: Layout, flip: bool =
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        pose_t, traj_t = model(torch.from_numpy(np.ascontiguousarray(xp)))
+        pose_t, traj_t = model(add_centred(torch.from_numpy(xp)))
     model.train(was_training)
     pose, traj = pose_t.numpy().astype(np.float64), traj_t.numpy().astype(np.float64)
     if flip:

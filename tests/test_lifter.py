@@ -1,0 +1,219 @@
+"""The learned lifter: model shapes and receptive field, flip equivariance, determinism, the mocap landmark
+correspondence, a training smoke test on a tiny BVH set, and the shipped weights on real video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from core.bvh import write_bvh
+from core.lift import get_lifter
+from core.lift.layout import lifter_layout
+from core.lift.model import TemporalModel, load_weights, save_weights
+from core.lift.normalize import detections_to_inputs, flip_inputs, flip_pose
+from core.lift.tcn import DEFAULT_WEIGHTS, TcnLifter, infer
+from core.mocap import bvh_keypoints, load_mocap
+from core.motion import Motion
+from core.rotations import to_wxyz
+from core.skeleton import humanoid
+from core.train import Augment, Synth, TrainConfig, pa_mpjpe, split_files, train
+
+LAYOUT = lifter_layout()
+
+
+def walk_motion(frames: int = 90, speed: float = 1.2, phase: float = 0.0) -> Motion:
+    """A crude walk on Mimic's humanoid: legs and arms swing, knees bend, the root travels along +Z."""
+    sk = humanoid()
+    t = np.arange(frames) / 30.0
+    s = np.sin(2 * np.pi * 1.0 * t + phase)
+    euler = np.zeros((frames, sk.num_joints, 3))
+    euler[:, sk.index("LeftUpperLeg"), 0] = -0.4 * s
+    euler[:, sk.index("RightUpperLeg"), 0] = 0.4 * s
+    euler[:, sk.index("LeftLowerLeg"), 0] = 0.3 * (1 + s)
+    euler[:, sk.index("RightLowerLeg"), 0] = 0.3 * (1 - s)
+    euler[:, sk.index("LeftUpperArm"), 2] = -1.2
+    euler[:, sk.index("RightUpperArm"), 2] = 1.2
+    euler[:, sk.index("LeftUpperArm"), 0] = 0.3 * s
+    euler[:, sk.index("RightUpperArm"), 0] = -0.3 * s
+    euler[:, sk.index("Head"), 1] = 0.3 * s
+    rot = to_wxyz(Rotation.from_euler("XYZ", euler.reshape(-1, 3))).reshape(frames, sk.num_joints, 4)
+    root = np.stack([np.zeros(frames), np.full(frames, 0.95), speed * t], axis=1)
+    return Motion(skeleton=sk, fps=30.0, rotations=rot, root_positions=root)
+
+
+@pytest.fixture(scope="module")
+def bvh_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("mocap")
+    for i, name in enumerate(["walk_a_001", "walk_b_001", "walk_held_001"]):
+        write_bvh(folder / f"{name}.bvh", walk_motion(phase=i, speed=1.0 + 0.2 * i), units="m")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shipped() -> TcnLifter:
+    return TcnLifter()
+
+
+def test_layout_is_23_mediapipe_landmarks_with_an_involutive_flip() -> None:
+    assert LAYOUT.num_keypoints == 23
+    assert LAYOUT.mediapipe_index.tolist() == [0, 7, 8, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 23, 24, 25, 26,
+                                               27, 28, 29, 30, 31, 32]
+    assert np.array_equal(LAYOUT.flip[LAYOUT.flip], np.arange(23))
+    assert LAYOUT.names[LAYOUT.flip[LAYOUT.index("left_heel")]] == "right_heel"
+    assert LAYOUT.flip[LAYOUT.index("nose")] == LAYOUT.index("nose")
+    assert all(p < k for k, p in enumerate(LAYOUT.parents))
+
+
+@pytest.mark.parametrize(("widths", "field"), [((3, 3, 3), 27), ((3, 3, 3, 3), 81), ((5, 3), 15)])
+def test_model_output_shape_and_receptive_field(widths: tuple[int, ...], field: int) -> None:
+    model = TemporalModel(num_keypoints=23, in_features=5, filter_widths=widths, channels=32, dropout=0.1)
+    assert model.receptive_field() == field
+    pose, traj = model(torch.zeros(2, field + 9, 23, 5))
+    assert pose.shape == (2, 10, 23, 3) and traj.shape == (2, 10, 3)
+
+
+def test_infer_pads_edges_so_every_frame_gets_an_output(shipped: TcnLifter) -> None:
+    x = synthetic_inputs(17)
+    pose, traj = infer(shipped.model, x, LAYOUT)
+    assert pose.shape == (17, 23, 3) and traj.shape == (17, 3)
+    assert np.all(np.isfinite(pose)) and np.all(np.isfinite(traj))
+
+
+def synthetic_inputs(frames: int, seed: int = 0, noisy: bool = False) -> np.ndarray:
+    """(F, 23, 3) lifter inputs of the synthetic walk seen through a random virtual camera."""
+    from core.mocap import _forward  # noqa: F401  (keeps the import graph honest)
+
+    world = torch.from_numpy(walk_keypoints(frames))[None]
+    inputs, _, _ = Synth(LAYOUT, Augment())(world, torch.Generator().manual_seed(seed), augment=False, noisy=noisy)
+    return inputs[0].numpy()
+
+
+def walk_keypoints(frames: int) -> np.ndarray:
+    global _WALK
+    if "_WALK" not in globals() or len(_WALK) < frames:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "walk.bvh"
+            write_bvh(path, walk_motion(max(frames, 90)), units="m")
+            _WALK = bvh_keypoints(path)
+    return _WALK[:frames]
+
+
+def test_flip_averaged_inference_is_mirror_equivariant(shipped: TcnLifter) -> None:
+    x = synthetic_inputs(60, noisy=True)
+    pose, traj = infer(shipped.model, x, LAYOUT)
+    pose_f, traj_f = infer(shipped.model, flip_inputs(x, LAYOUT), LAYOUT)
+    np.testing.assert_allclose(pose_f, flip_pose(pose, LAYOUT), atol=1e-4)
+    np.testing.assert_allclose(traj_f, flip_pose(traj, None), atol=1e-4)
+    # Without the averaging the network alone is not exactly symmetric, so the test above is not vacuous.
+    single, _ = infer(shipped.model, x, LAYOUT, flip=False)
+    single_f, _ = infer(shipped.model, flip_inputs(x, LAYOUT), LAYOUT, flip=False)
+    assert np.abs(single_f - flip_pose(single, LAYOUT)).max() > 1e-3
+
+
+def test_inference_is_deterministic(shipped: TcnLifter) -> None:
+    x = synthetic_inputs(45, seed=3, noisy=True)
+    a = infer(shipped.model, x, LAYOUT)
+    b = infer(TcnLifter().model, x, LAYOUT)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_mocap_landmarks_sit_where_mediapipe_puts_them(tmp_path: Path) -> None:
+    motion = walk_motion()
+    write_bvh(tmp_path / "m.bvh", motion, units="m")
+    write_bvh(tmp_path / "cm.bvh", motion, units="cm")
+    kp = bvh_keypoints(tmp_path / "m.bvh")
+    np.testing.assert_allclose(bvh_keypoints(tmp_path / "cm.bvh"), kp, atol=1e-4)  # units judged from the legs
+    joints = motion.positions()
+    sk = motion.skeleton
+    lhip, rhip = kp[:, LAYOUT.index("left_hip")], kp[:, LAYOUT.index("right_hip")]
+    joint_width = np.linalg.norm(joints[:, sk.index("LeftUpperLeg")] - joints[:, sk.index("RightUpperLeg")], axis=-1)
+    assert np.all(np.linalg.norm(lhip - rhip, axis=-1) > joint_width + 0.05)  # hip landmarks lie lateral
+    assert np.all(lhip[:, 0] > rhip[:, 0])  # facing +Z, the left side is +X
+    for side in ("left", "right"):
+        heel, ankle = kp[:, LAYOUT.index(f"{side}_heel")], kp[:, LAYOUT.index(f"{side}_ankle")]
+        toe = kp[:, LAYOUT.index(f"{side}_foot_index")]
+        assert np.all(heel[:, 1] < ankle[:, 1] - 0.04) and np.all(toe[:, 2] > heel[:, 2] + 0.1)
+    nose, lear, rear = (kp[:, LAYOUT.index(n)] for n in ("nose", "left_ear", "right_ear"))
+    mid_ear = 0.5 * (lear + rear)
+    forward = np.stack([np.sin(0.3 * np.sin(2 * np.pi * np.arange(90) / 30)), np.zeros(90),
+                        np.cos(0.3 * np.sin(2 * np.pi * np.arange(90) / 30))], axis=1)
+    # The nose follows the head's own turn (not just the body's), 8-12 cm in front of the ears.
+    ahead = np.sum((nose - mid_ear) * forward, axis=-1)
+    assert np.all((ahead > 0.07) & (ahead < 0.13))
+    assert kp[:, :, 1].min() == pytest.approx(0.0, abs=0.03)  # floor at y = 0
+
+
+def test_split_holds_out_whole_files_and_styles() -> None:
+    names = [f"dataset-2_walk_{s}_{i:03d}.bvh" for s in ("normal", "youthful", "active") for i in range(1, 40)]
+    train_idx, val_idx = split_files(names, ("youthful",))
+    assert set(train_idx).isdisjoint(val_idx) and len(train_idx) + len(val_idx) == len(names)
+    assert all("youthful" in names[i] for i in range(39, 78)) and set(range(39, 78)) <= set(val_idx)
+    assert any("youthful" not in names[i] for i in val_idx)  # plus a fixed share of other files
+
+
+def test_pa_mpjpe_ignores_similarity_transforms() -> None:
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=(5, 23, 3))
+    moved = 1.3 * gt @ Rotation.from_rotvec([0.2, 1.0, -0.4]).as_matrix().T + 0.5
+    assert pa_mpjpe(moved, gt) < 1e-9
+    assert pa_mpjpe(gt + rng.normal(scale=0.1, size=gt.shape), gt) > 0.01
+
+
+def test_training_smoke_loss_falls_and_weights_load(bvh_set: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(data=bvh_set, out=tmp_path / "w.pt", cache=tmp_path / "cache", minutes=0.0, max_steps=80,
+                      batch=16, chunk=8, filter_widths=(3, 3), channels=64, val_styles=("held",), eval_cameras=1,
+                      log_every_s=1e9, checkpoint_every_s=1e9)
+    results = train(cfg, log=lambda _: None)
+    first = np.sum(results["losses_first"], axis=1).mean()
+    last = np.sum(results["losses_last"], axis=1).mean()
+    assert last < 0.7 * first
+    assert results["files"] == 1 and np.isfinite(results["clean"]["mpjpe_mm"])
+    model, meta = load_weights(cfg.out)
+    assert model.receptive_field() == 9 and meta["keypoints"] == list(LAYOUT.names)
+    assert meta["evaluation"]["clean"]["frames"] == 90
+    assert load_mocap(bvh_set, tmp_path / "cache").keypoints.shape == (270, 23, 3)  # cached
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    model = TemporalModel(23, 5, (3, 3), 16).eval()
+    save_weights(tmp_path / "m.pt", model, {"fps": 30.0})
+    loaded, meta = load_weights(tmp_path / "m.pt")
+    x = torch.randn(1, 20, 23, 5)
+    assert torch.equal(model(x)[0], loaded(x)[0]) and meta == {"fps": 30.0}
+
+
+def test_shipped_weights_load_with_their_evaluation(shipped: TcnLifter) -> None:
+    assert DEFAULT_WEIGHTS.is_file() and DEFAULT_WEIGHTS.stat().st_size < 8_000_000
+    assert shipped.model.receptive_field() == 81 and shipped.fps == 30.0
+    ev = shipped.meta["evaluation"]
+    assert ev["clean"]["mpjpe_mm"] < ev["noisy"]["mpjpe_mm"] and ev["clean"]["pa_mpjpe_mm"] < ev["clean"]["mpjpe_mm"]
+    assert isinstance(get_lifter("tcn"), TcnLifter)
+
+
+def test_lifts_real_video_into_an_upright_travelling_person(balance_clip: Path, shipped: TcnLifter) -> None:
+    from core.detect2d import detect
+
+    det = detect(balance_clip)
+    lifted = shipped.lift(det)
+    f = det.num_frames
+    assert lifted.keypoints.shape == (f, 33, 3) and lifted.confidence.shape == (f, 33)
+    assert lifted.lifter == "tcn" and lifted.info["stride"] == 2  # 60 fps clip lifted in two 30 fps phases
+    assert np.all(np.isnan(lifted.keypoints[:, 1])) and np.all(lifted.confidence[:, 1] == 0)  # eye: not predicted
+    idx = LAYOUT.mediapipe_index
+    kp = lifted.keypoints[det.present][:, idx]
+    assert np.all(np.isfinite(kp))
+    names = LAYOUT.names
+    nose = kp[:, names.index("nose"), 1]
+    ankles = kp[:, [names.index("left_ankle"), names.index("right_ankle")], 1].mean(1)
+    assert np.all((nose - ankles > 1.0) & (nose - ankles < 2.0))
+    thigh = np.linalg.norm(kp[:, names.index("left_hip")] - kp[:, names.index("left_knee")], axis=-1)
+    assert 0.3 < np.median(thigh) < 0.6
+    assert np.all(lifted.info["trajectory"][det.present][:, 2] < -1.0)  # in front of the camera
+    x = detections_to_inputs(det.image, det.width, det.height, LAYOUT)
+    assert x.shape == (f, 23, 3) and np.all(np.abs(x[det.present, :, 0]) < 1.5)
