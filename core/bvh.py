@@ -73,8 +73,8 @@ class BvhData:
                     out[:, j, "XYZ".index(c[0].upper())] = self.values[:, col]
         return out
 
-    def positions(self) -> np.ndarray:
-        """(F, J, 3) world joint positions in file units."""
+    def forward(self) -> tuple[np.ndarray, list[Rotation]]:
+        """Forward kinematics: (F, J, 3) world joint positions in file units, and per joint its F world rotations."""
         rots = self.local_rotations()
         trans = self.local_translations()
         pos = np.zeros_like(trans)
@@ -87,7 +87,11 @@ class BvhData:
             else:
                 glob.append(glob[p] * local)
                 pos[:, j] = pos[:, p] + glob[p].apply(trans[:, j])
-        return pos
+        return pos, glob
+
+    def positions(self) -> np.ndarray:
+        """(F, J, 3) world joint positions in file units."""
+        return self.forward()[0]
 
 
 _TOKEN = re.compile(r"\S+")
