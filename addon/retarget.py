@@ -5,16 +5,19 @@ offset that turns the target's rest bone onto the source's rest direction (so A-
 axis convention give the same limb directions; no per-rig cases). Bones between mapped ones keep their rest relation
 (they follow rigidly). The hips travel by the source root motion scaled by the ratio of leg lengths, corrected per
 frame so that the supporting foot is as high above the target's rest floor as the source's is (scaled).
+Where mapped bones hang under helper bones driven by constraints (a generated Rigify rig's FK controls), the same
+orientations are reached frame by frame through Blender's own evaluation of the rig (`pose_through_constraints`).
 
 Quaternions are w-x-y-z numpy arrays. Blender's Python has no scipy, so the few quaternion operations needed are
-written here in numpy (vectorised over frames); mathutils is used only for one-off rest matrices.
+written here in numpy (vectorised over frames); mathutils is used only for one-off rest matrices and for the
+frame-by-frame solve through Blender's evaluation.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -221,9 +224,11 @@ class TargetRig:
 
     @classmethod
     def from_object(cls, obj: bpy.types.Object) -> TargetRig:
+        """The rest pose; parents as `rigmap.armature_bones` reads them (a bone copied in full counts as parent)."""
         bones = list(obj.data.bones)
         names = [b.name for b in bones]
-        return cls(names=names, parents=np.array([names.index(b.parent.name) if b.parent else -1 for b in bones]),
+        parent = rigmap.armature_bones(obj)
+        return cls(names=names, parents=np.array([names.index(parent[n]) if parent[n] else -1 for n in names]),
                    rest=np.array([np.array(b.matrix_local) for b in bones]),
                    heads=np.array([np.array(b.head_local) for b in bones]),
                    tails=np.array([np.array(b.tail_local) for b in bones]), world=np.array(obj.matrix_world))
@@ -240,8 +245,8 @@ class TargetRig:
         return quat_from_matrix(_orthonormal(self.world[:3, :3] @ self.rest[:, :3, :3]))
 
     def ancestors(self, b: int) -> list[int]:
-        out = []
-        while self.parents[b] >= 0:
+        out: list[int] = []
+        while self.parents[b] >= 0 and int(self.parents[b]) not in out:
             b = int(self.parents[b])
             out.append(b)
         return out
@@ -251,7 +256,9 @@ class TargetRig:
 class Baked:
     """Per-frame pose channels for the target. rotations: bone -> (F, 4) basis quaternions; location: (F, 3) basis
     translation of the hips bone; hips: its name; identity: unmapped bones between mapped ones (rest pose);
-    positions: canonical joint -> (F, 3) predicted world head positions; scale: leg-length ratio target / source."""
+    positions: canonical joint -> (F, 3) predicted world head positions; scale: leg-length ratio target / source;
+    deltas: canonical joint -> (F, 4) world rotation of its mapped bone from its rest; hips_head: (F, 3) world
+    position of the hips bone's head; switches: (pose bone, custom property) -> value, keyed once."""
 
     rotations: dict[str, np.ndarray]
     location: np.ndarray
@@ -259,6 +266,9 @@ class Baked:
     identity: list[str]
     positions: dict[str, np.ndarray]
     scale: float
+    deltas: dict[str, np.ndarray] = field(default_factory=dict)
+    hips_head: np.ndarray | None = None
+    switches: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 def _body_frame(points: dict[str, np.ndarray]) -> np.ndarray:
@@ -280,16 +290,18 @@ def _leg_length(points: dict[str, np.ndarray]) -> float:
 
 
 def solve(source: SourceMotion, rig: TargetRig, bone_map: dict[str, str],
-          source_map: dict[str, str]) -> Baked:
-    """The retargeting maths (numpy only). bone_map / source_map: canonical joint -> target bone / source joint."""
+          source_map: dict[str, str], joint_bones: dict[str, str] | None = None) -> Baked:
+    """The retargeting maths (numpy only). bone_map / source_map: canonical joint -> target bone / source joint;
+    joint_bones: canonical joint -> the bone whose rest head and tail mark the joint (default: the mapped bone)."""
     human = rigmap.load_humanoid()
     joints = [j for j in human.names if j in bone_map and j in source_map]
     src_idx = {j: source.names.index(source_map[j]) for j in joints}
     tgt_idx = {j: rig.names.index(bone_map[j]) for j in joints}
+    geo_idx = {j: rig.names.index((joint_bones or bone_map).get(j, bone_map[j])) for j in joints}
     heads_w = rig.world_points(rig.heads)
     tails_w = rig.world_points(rig.tails)
     rest_rot = rig.world_rest_rotations()
-    t_pts = {j: heads_w[tgt_idx[j]] for j in joints}
+    t_pts = {j: heads_w[geo_idx[j]] for j in joints}
     s_pts = {j: source.rest[src_idx[j]] for j in joints}
 
     body = quat_from_matrix(_body_frame(s_pts) @ _body_frame(t_pts).T)
@@ -301,7 +313,7 @@ def solve(source: SourceMotion, rig: TargetRig, bone_map: dict[str, str],
         if aim is not None:
             d_t, d_s = t_pts[aim] - t_pts[j], s_pts[aim] - s_pts[j]
         else:  # the target maps nothing further down this chain: its bone's own tail, the source's next joint
-            d_t, d_s = tails_w[tgt_idx[j]] - t_pts[j], source.tips[src_idx[j]] - s_pts[j]
+            d_t, d_s = tails_w[geo_idx[j]] - t_pts[j], source.tips[src_idx[j]] - s_pts[j]
             nxt = human.aim.get(j)
             while nxt is not None and nxt not in source_map:
                 nxt = human.aim.get(nxt)
@@ -319,9 +331,10 @@ def solve(source: SourceMotion, rig: TargetRig, bone_map: dict[str, str],
         anc_joint[j] = next((mapped_bone[a] for a in rig.ancestors(tgt_idx[j]) if a in mapped_bone), None)
 
     rotations: dict[str, np.ndarray] = {}
+    deltas: dict[str, np.ndarray] = {}
     for j in joints:
         r_b = rest_rot[tgt_idx[j]]
-        world_delta = qmul(glob[j], offset[j])  # G_j * O_j
+        deltas[j] = world_delta = qmul(glob[j], offset[j])  # G_j * O_j
         k = anc_joint[j]
         rel = world_delta if k is None else qmul(qinv(qmul(glob[k], offset[k])), world_delta)
         rotations[bone_map[j]] = make_continuous(qnormalize(qmul(qmul(qinv(r_b), rel), r_b)))
@@ -342,11 +355,13 @@ def solve(source: SourceMotion, rig: TargetRig, bone_map: dict[str, str],
         positions[j][:, 2] += lift
 
     hb = tgt_idx[root]
-    local = (hips - heads_w[hb]) @ np.linalg.inv(rig.world[:3, :3]).T  # armature-space displacement
+    head = hips + qrot(deltas[root], heads_w[hb] - t_pts[root])  # the hips bone's head, where it is not the joint
+    local = (head - heads_w[hb]) @ np.linalg.inv(rig.world[:3, :3]).T  # armature-space displacement
     location = local @ rig.rest[hb, :3, :3]  # into the hips bone's rest frame: R^T d for each frame
     mapped_set = set(tgt_idx.values())
     chain = {a for b in mapped_set for a in rig.ancestors(b)} - mapped_set
-    return Baked(rotations, location, bone_map[root], [rig.names[b] for b in sorted(chain)], positions, scale)
+    return Baked(rotations, location, bone_map[root], [rig.names[b] for b in sorted(chain)], positions, scale,
+                 deltas, head)
 
 
 def _forward(joints: list[str], anc: dict[str, str | None], glob: dict[str, np.ndarray],
@@ -362,15 +377,124 @@ def _forward(joints: list[str], anc: dict[str, str | None], glob: dict[str, np.n
     return out
 
 
+# --- rigs whose mapped bones hang under constrained helper bones (generated control rigs) -------------------------
+
+def needs_evaluation(obj: bpy.types.Object, bones: list[str]) -> bool:
+    """True when an ancestor of one of `bones` is driven by constraints (a control rig's helper bones): then only
+    Blender's evaluation tells where a keyed bone's parent is, not the rest pose."""
+    for name in bones:
+        parent = obj.data.bones[name].parent
+        while parent is not None:
+            if any(con.enabled and con.influence > 0.0 for con in obj.pose.bones[parent.name].constraints):
+                return True
+            parent = parent.parent
+    return False
+
+
+def _depends_on(obj: bpy.types.Object, bones: list[str]) -> set[str]:
+    """Bones whose pose the evaluated pose of `bones` depends on: parents and same-armature constraint targets,
+    recursively (Rigify's FK spine follows the hips and chest controls through its helper bones)."""
+    seen: set[str] = set()
+    todo = list(bones)
+    while todo:
+        pb = obj.pose.bones[todo.pop()]
+        found = [pb.parent.name] if pb.parent else []
+        for con in pb.constraints:
+            if con.enabled:
+                targets = list(con.targets) if con.type == "ARMATURE" else [con]
+                found += [t.subtarget for t in targets
+                          if getattr(t, "target", None) == obj and getattr(t, "subtarget", "")]
+                if getattr(con, "pole_target", None) == obj and con.pole_subtarget:
+                    found.append(con.pole_subtarget)
+        for name in found:
+            if name not in seen and name in obj.pose.bones:
+                seen.add(name)
+                todo.append(name)
+    return seen
+
+
+def _check_not_tweaking(target: bpy.types.Object) -> None:
+    if target.animation_data is not None and target.animation_data.use_tweak_mode:
+        raise RetargetError(f"{target.name} is in NLA tweak mode. Leave tweak mode (Tab in the NLA editor) first.")
+
+
+def pose_through_constraints(target: bpy.types.Object, baked: Baked, bone_map: dict[str, str],
+                             settings: dict[str, float]) -> Baked:
+    """`baked` for a rig whose mapped bones hang under constrained helper bones: frame by frame, each mapped bone's
+    basis is solved against its parent as Blender evaluates it (constraints and drivers included), so that the bone
+    turns by `baked.deltas` from its rest and the hips bone's head reaches `baked.hips_head`. settings: pose-bone
+    custom properties set (and keyed) first, e.g. Rigify's IK_FK = 1 so that the FK controls drive the limbs.
+
+    Blender evaluates one pose at a time, so this loops over frames: one depsgraph update per level of the humanoid
+    (parents before children). Free bones the mapped ones depend on are held at rest; the rig's own animation is
+    switched off meanwhile and restored."""
+    import bpy
+    from mathutils import Matrix, Vector
+
+    _check_not_tweaking(target)
+    human = rigmap.load_humanoid()
+    joints = [j for j in human.names if j in baked.deltas]
+    depth = {j: sum(a in baked.deltas for a in human.ancestors(j)) for j in joints}
+    levels = [[j for j in joints if depth[j] == d] for d in range(max(depth.values()) + 1)]
+    world = np.array(target.matrix_world)
+    turn = _orthonormal(world[:3, :3])
+    rest = {j: _orthonormal(np.array(target.data.bones[bone_map[j]].matrix_local)[:3, :3]) for j in joints}
+    goal = {j: turn.T @ quat_to_matrix(baked.deltas[j]) @ turn @ rest[j] for j in joints}  # (F, 3, 3) armature space
+    hips = (baked.hips_head - world[:3, 3]) @ np.linalg.inv(world[:3, :3]).T
+    mapped = set(bone_map.values())
+    free = sorted(n for n in _depends_on(target, sorted(mapped))
+                  if n not in mapped and not target.pose.bones[n].constraints)
+    switches: dict[tuple[str, str], float] = {}
+    for pb in target.pose.bones:
+        for key, value in settings.items():
+            if key in pb.keys():
+                pb[key] = value
+                switches[pb.name, key] = value
+    frames = baked.hips_head.shape[0]
+    quats = {j: np.zeros((frames, 4)) for j in joints}
+    location = np.zeros((frames, 3))
+    view_layer = bpy.context.view_layer
+    anim = target.animation_data
+    saved = (anim.action, anim.action_slot, anim.use_nla) if anim is not None else None
+    try:
+        if anim is not None:
+            anim.action, anim.use_nla = None, False
+        for name in free + sorted(mapped):
+            target.pose.bones[name].matrix_basis = Matrix.Identity(4)
+        view_layer.update()
+        for f in range(frames):
+            for level in levels:
+                for j in level:
+                    pb = target.pose.bones[bone_map[j]]
+                    want = Matrix(goal[j][f].tolist()).to_4x4()
+                    want.translation = Vector(hips[f]) if j == "Hips" else pb.matrix.translation
+                    basis = target.convert_space(pose_bone=pb, matrix=want, from_space="POSE", to_space="LOCAL")
+                    q = basis.to_quaternion()
+                    loc = basis.translation if j == "Hips" else Vector((0.0, 0.0, 0.0))
+                    pb.matrix_basis = Matrix.LocRotScale(loc, q, None)
+                    quats[j][f] = tuple(q)
+                    if j == "Hips":
+                        location[f] = tuple(loc)
+                view_layer.update()
+    finally:
+        if anim is not None and saved is not None:
+            anim.action = saved[0]
+            if saved[0] is not None and saved[1] is not None:
+                anim.action_slot = saved[1]
+            anim.use_nla = saved[2]
+    rotations = {bone_map[j]: make_continuous(qnormalize(quats[j])) for j in joints}
+    return Baked(rotations, location, baked.hips, free, baked.positions, baked.scale, baked.deltas, baked.hips_head,
+                 switches)
+
+
 # --- writing the action -------------------------------------------------------------------------------------------
 
 def bake_action(target: bpy.types.Object, baked: Baked, action_name: str, frame_start: int = 1) -> bpy.types.Action:
     """Key `baked` into a new action on `target`; the previous active action keeps a fake user, NLA is untouched."""
     import bpy
 
+    _check_not_tweaking(target)
     anim = target.animation_data or target.animation_data_create()
-    if anim.use_tweak_mode:
-        raise RetargetError(f"{target.name} is in NLA tweak mode. Leave tweak mode (Tab in the NLA editor) first.")
     if anim.action is not None:
         anim.action.use_fake_user = True
     action = bpy.data.actions.new(action_name)
@@ -383,6 +507,8 @@ def bake_action(target: bpy.types.Object, baked: Baked, action_name: str, frame_
         pb = target.pose.bones[name]
         _key_rotation(action, target, name, np.array([[1.0, 0.0, 0.0, 0.0]]), frames[:1])
         _key(action, target, f'pose.bones["{_esc(name)}"].location', np.zeros((1, 3)), frames[:1], pb.name)
+    for (name, key), value in baked.switches.items():
+        _key(action, target, f'pose.bones["{_esc(name)}"]["{_esc(key)}"]', np.array([[value]]), frames[:1], name)
     return action
 
 
@@ -504,8 +630,11 @@ def retarget_source(source: SourceMotion, target: bpy.types.Object, action_name:
         source_map = rigmap.resolve_bone_map(source.bones, source_map, "The source motion")
     except rigmap.RigMapError as exc:
         raise RetargetError(str(exc)) from exc
-    return bake_action(target, solve(source, TargetRig.from_object(target), bone_map, source_map), action_name,
-                       frame_start)
+    baked = solve(source, TargetRig.from_object(target), bone_map, source_map,
+                  rigmap.joint_bones(bone_map, rigmap.armature_bones(target)))
+    if needs_evaluation(target, list(bone_map.values())):
+        baked = pose_through_constraints(target, baked, bone_map, rigmap.control_settings(bone_map))
+    return bake_action(target, baked, action_name, frame_start)
 
 
 def retarget_motion(motion: MotionData, target: bpy.types.Object, action_name: str,

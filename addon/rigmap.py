@@ -74,7 +74,9 @@ class Humanoid:
 @dataclass(frozen=True)
 class Convention:
     """One naming convention: for each canonical joint, candidate bone names in order of preference, and signature
-    bones that only this convention has."""
+    bones that only this convention has. A generated control rig's convention also names, for each control, the
+    deform bone whose head marks the joint (`controls`), and the pose-bone custom properties that put those
+    controls in charge (`settings`, e.g. Rigify's IK/FK switches set to FK)."""
 
     name: str
     label: str
@@ -82,6 +84,8 @@ class Convention:
     priority: int
     bones: dict[str, tuple[str, ...]]
     signature: tuple[str, ...] = ()
+    controls: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,7 +149,9 @@ def load_conventions() -> dict[str, Convention]:
     for path in sorted((RIGS_DIR / "conventions").glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         out.append(Convention(data["name"], data["label"], data["description"], int(data["priority"]),
-                              {k: tuple(v) for k, v in data["bones"].items()}, tuple(data.get("signature", ()))))
+                              {k: tuple(v) for k, v in data["bones"].items()}, tuple(data.get("signature", ())),
+                              dict(data.get("controls", {})),
+                              {k: float(v) for k, v in data.get("settings", {}).items()}))
     return {c.name: c for c in sorted(out, key=lambda c: c.priority)}
 
 
@@ -400,9 +406,44 @@ def validate_bone_map(bones: Mapping[str, str | None], bone_map: Mapping[str, st
 
 
 def armature_bones(armature: Any) -> dict[str, str | None]:
-    """Bone name -> parent name of a Blender armature object or armature data (duck-typed: `.data.bones`)."""
+    """Bone name -> parent name of a Blender armature object or armature data (duck-typed: `.data.bones`, and
+    `.pose.bones[...].constraints` on an object). A parent that copies another bone's transforms (a full-influence
+    Copy Transforms, the last one that wins) counts as that bone, so the hierarchy shows how a control rig's
+    controls drive each other: Rigify's upper_arm_fk.L hangs on ORG-shoulder.L, which follows the shoulder.L
+    control."""
     data = getattr(armature, "data", armature)
-    return {b.name: (b.parent.name if b.parent else None) for b in data.bones}
+    pose = getattr(armature, "pose", None)
+    out: dict[str, str | None] = {}
+    for b in data.bones:
+        parent = b.parent.name if b.parent else None
+        out[b.name] = _followed(pose, parent, armature) if pose is not None and parent is not None else parent
+    return out
+
+
+def _followed(pose: Any, name: str, armature: Any) -> str:
+    """The bone whose transforms bone `name` copies in full (itself when none)."""
+    copied = [c.subtarget for c in pose.bones[name].constraints
+              if c.type == "COPY_TRANSFORMS" and c.enabled and c.influence >= 0.999 and c.target == armature
+              and c.subtarget and c.subtarget != name]
+    return copied[-1] if copied else name
+
+
+def joint_bones(bone_map: Mapping[str, str], bones: Mapping[str, str | None]) -> dict[str, str]:
+    """Canonical joint -> the bone whose rest head marks it: the deform bone a convention names for the mapped
+    control (Rigify's torso control floats above the hips, whose joint is DEF-spine's head), else the mapped bone."""
+    controls = {c: d for conv in load_conventions().values() for c, d in conv.controls.items()}
+    return {j: controls[b] if controls.get(b) in bones else b for j, b in bone_map.items()}
+
+
+def control_settings(bone_map: Mapping[str, str]) -> dict[str, float]:
+    """Pose-bone custom properties (name -> value) that put the mapped controls in charge, from the conventions
+    whose controls the map uses (Rigify: IK_FK = 1, FK)."""
+    used = set(bone_map.values())
+    out: dict[str, float] = {}
+    for conv in load_conventions().values():
+        if used & set(conv.controls):
+            out.update(conv.settings)
+    return out
 
 
 def save_preset(path: str | Path, bone_map: Mapping[str, str], label: str = "",

@@ -297,6 +297,7 @@ def test_retarget_onto_awkward_rest_of_each_convention(motion: MotionData, conve
     detected = rigmap.detect(rigmap.armature_bones(obj))
     assert detected.convention == convention and detected.is_complete
     assert detected.bone_map == names
+    assert not retarget.needs_evaluation(obj, list(names.values()))  # the vectorised path
     idle, wave, before = add_other_animation(obj)
     action = retarget.retarget_motion(motion, obj, "Walk")
     assert action.name == "Walk" and obj.animation_data.action == action
@@ -508,22 +509,81 @@ def test_bones_driven_by_constraints_are_refused(motion: MotionData) -> None:
     check_retarget(obj, motion, names, retarget.retarget_motion(motion, obj, "Walk"))
 
 
-def test_generated_rigify_control_rig_is_refused_with_a_useful_message(motion: MotionData) -> None:
-    """A real generated Rigify rig (Rigify bundled with Blender): its FK controls hang on constrained helper bones,
-    so Mimic refuses it and says why instead of keying bones that would not move (not supported yet)."""
+# --- a real generated Rigify rig --------------------------------------------------------------------------------------
+
+#: Where each joint is on a generated Rigify rig's deform skeleton (the check measures these, not the keyed controls).
+RIGIFY_DEFORM = {"Hips": "DEF-spine", "Spine": "DEF-spine.002", "Chest": "DEF-spine.003", "Neck": "DEF-spine.004",
+                 "Head": "DEF-spine.006"} | {
+    f"{side}{joint}": f"DEF-{bone}.{side[0]}" for side in ("Left", "Right") for joint, bone in (
+        ("Shoulder", "shoulder"), ("UpperArm", "upper_arm"), ("LowerArm", "forearm"), ("Hand", "hand"),
+        ("UpperLeg", "thigh"), ("LowerLeg", "shin"), ("Foot", "foot"), ("Toes", "toe"))}
+RIGIFY_LIMBS = ("upper_arm_parent.L", "upper_arm_parent.R", "thigh_parent.L", "thigh_parent.R")
+
+
+@pytest.fixture(scope="module")
+def rigify_blend(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rig generated once by the Rigify bundled with Blender (Human metarig, empty factory scene), saved so that
+    each test starts from a fresh copy."""
     import addon_utils
 
     reset_blender()
-    addon_utils.enable("rigify", default_set=True)
+    assert addon_utils.enable("rigify", default_set=True) is not None
     try:
         bpy.ops.object.armature_human_metarig_add()
-        bpy.ops.pose.rigify_generate()
-        rig = bpy.data.objects["rig"]
-        found = rigmap.detect(rigmap.armature_bones(rig))
-        assert found.convention == "rigify" and not found.is_complete
-        assert found.misplaced["LeftUpperArm"] == "upper_arm_fk.L"
-        assert "LeftUpperArm ('upper_arm_fk.L' is not below its parent joint's bone)" in found.message()
-        with pytest.raises(retarget.RetargetError, match="not a humanoid rig"):
-            retarget.retarget_motion(motion, rig, "Walk")
+        assert bpy.ops.pose.rigify_generate() == {"FINISHED"}
+        path = tmp_path_factory.mktemp("rigify") / "rigify.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
     finally:
         addon_utils.disable("rigify", default_set=True)
+    return path
+
+
+def open_rigify(path: Path) -> bpy.types.Object:
+    """An empty factory scene with the generated rig appended (its drivers, helper bones and widgets with it)."""
+    reset_blender()
+    with bpy.data.libraries.load(str(path)) as (_, into):
+        into.objects = ["rig"]
+    rig = into.objects[0]
+    bpy.context.scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    return rig
+
+
+def test_retarget_onto_a_generated_rigify_rig(motion: MotionData, rigify_blend: Path) -> None:
+    """The FK controls hang on constrained helper bones: they are keyed (the torso carries the root motion), the
+    limbs' IK/FK switches are keyed to FK, and the evaluated deform bones follow the source."""
+    rig = open_rigify(rigify_blend)
+    found = rigmap.detect(rigmap.armature_bones(rig))
+    assert found.convention == "rigify" and found.is_complete and not found.missing_optional, found.message()
+    assert found.bone_map["Hips"] == "torso" and found.bone_map["Spine"] == "spine_fk.002"
+    assert found.bone_map["LeftShoulder"] == "shoulder.L"
+    assert [found.bone_map[j] for j in ("LeftUpperArm", "LeftLowerArm", "LeftHand")] == \
+        ["upper_arm_fk.L", "forearm_fk.L", "hand_fk.L"]
+    assert [found.bone_map[j] for j in ("RightUpperLeg", "RightLowerLeg", "RightFoot", "RightToes")] == \
+        ["thigh_fk.R", "shin_fk.R", "foot_fk.R", "toe_fk.R"]
+    assert retarget.needs_evaluation(rig, list(found.bone_map.values()))
+    idle, wave, before = add_other_animation(rig)
+
+    action = retarget.retarget_motion(motion, rig, "Walk")
+    paths = {fc.data_path for fc in action_fcurves(action)}
+    assert 'pose.bones["torso"].location' in paths and 'pose.bones["upper_arm_fk.L"].rotation_quaternion' in paths
+    assert not [p for p in paths if p.startswith('pose.bones["DEF-') or "_ik" in p]  # no deform bones, no IK
+    for limb in RIGIFY_LIMBS:
+        assert f'pose.bones["{limb}"]["IK_FK"]' in paths
+        rig.pose.bones[limb]["IK_FK"] = 0.0  # back to IK: the action must switch to FK by itself
+    figures = check_retarget(rig, motion, RIGIFY_DEFORM, action)
+    assert 1.1 < figures["scale"] < 1.3  # the metarig's legs are longer than Mimic's
+    assert rig.pose.bones["thigh_parent.L"]["IK_FK"] == 1.0
+    assert snapshot([idle, wave]) == before and idle.use_fake_user
+    tracks = rig.animation_data.nla_tracks
+    assert [t.name for t in tracks] == ["WaveTrack"] and tracks[0].strips[0].action == wave
+
+
+def test_a_constrained_rigify_control_is_refused(motion: MotionData, rigify_blend: Path) -> None:
+    """Keys on a control whose rotation a constraint replaces would not show: refused, naming it."""
+    rig = open_rigify(rigify_blend)
+    con = rig.pose.bones["upper_arm_fk.L"].constraints.new("COPY_ROTATION")
+    con.target, con.subtarget = rig, "root"
+    with pytest.raises(retarget.RetargetError, match=r"constraints drive upper_arm_fk.L \(Copy Rotation\).*mute"):
+        retarget.retarget_motion(motion, rig, "Walk")
+    assert "Walk" not in bpy.data.actions

@@ -205,3 +205,16 @@ def test_presets_round_trip_and_reject_bad_files(tmp_path: Path) -> None:
     (tmp_path / "y.json").write_text(json.dumps({"format": "mimic_bone_map", "version": 1, "bones": {"Tail": "a"}}))
     with pytest.raises(rigmap.RigMapError, match="unknown joints Tail"):
         rigmap.load_preset(tmp_path / "y.json")
+
+
+def test_control_rig_joints_are_marked_by_deform_bones_and_switched_to_fk() -> None:
+    # A generated Rigify rig's torso control floats above the hips: the joint is where DEF-spine starts. Controls
+    # without their deform bone in the armature (a rig named like Rigify's controls) mark the joint themselves.
+    bones: dict[str, str | None] = {"root": None, "torso": "root", "DEF-spine": "root", "thigh_fk.L": "torso"}
+    bone_map = {"Hips": "torso", "LeftUpperLeg": "thigh_fk.L"}
+    assert rigmap.joint_bones(bone_map, bones) == {"Hips": "DEF-spine", "LeftUpperLeg": "thigh_fk.L"}
+    assert rigmap.control_settings(bone_map) == {"IK_FK": 1.0}
+    deform = {"Hips": "DEF-spine", "LeftUpperLeg": "DEF-thigh.L"}
+    assert rigmap.joint_bones(deform, bones) == deform
+    assert rigmap.control_settings(deform) == {}
+    assert rigmap.control_settings(rigmap.detect(convention_bones("mixamo")).bone_map) == {}
