@@ -379,13 +379,17 @@ def _forward(joints: list[str], anc: dict[str, str | None], glob: dict[str, np.n
 
 # --- rigs whose mapped bones hang under constrained helper bones (generated control rigs) -------------------------
 
+def _constrained(pb: bpy.types.PoseBone) -> bool:
+    return any(con.enabled and con.influence > 0.0 for con in pb.constraints)
+
+
 def needs_evaluation(obj: bpy.types.Object, bones: list[str]) -> bool:
     """True when an ancestor of one of `bones` is driven by constraints (a control rig's helper bones): then only
     Blender's evaluation tells where a keyed bone's parent is, not the rest pose."""
     for name in bones:
         parent = obj.data.bones[name].parent
         while parent is not None:
-            if any(con.enabled and con.influence > 0.0 for con in obj.pose.bones[parent.name].constraints):
+            if _constrained(obj.pose.bones[parent.name]):
                 return True
             parent = parent.parent
     return False
@@ -425,25 +429,36 @@ def pose_through_constraints(target: bpy.types.Object, baked: Baked, bone_map: d
     turns by `baked.deltas` from its rest and the hips bone's head reaches `baked.hips_head`. settings: pose-bone
     custom properties set (and keyed) first, e.g. Rigify's IK_FK = 1 so that the FK controls drive the limbs.
 
-    Blender evaluates one pose at a time, so this loops over frames: one depsgraph update per level of the humanoid
-    (parents before children). Free bones the mapped ones depend on are held at rest; the rig's own animation is
-    switched off meanwhile and restored."""
+    Blender evaluates one pose at a time, so this loops over frames, with one depsgraph update per level of mapped
+    bones that need it (parents before children). A mapped bone joined to its mapped parent only by free bones (a
+    forearm under its upper arm) keeps the vectorised basis from `solve`. Free bones the mapped ones depend on are
+    held at rest; the rig's own animation is switched off meanwhile and restored."""
     import bpy
-    from mathutils import Matrix, Vector
+    from mathutils import Matrix, Quaternion, Vector
 
     _check_not_tweaking(target)
     human = rigmap.load_humanoid()
     joints = [j for j in human.names if j in baked.deltas]
-    depth = {j: sum(a in baked.deltas for a in human.ancestors(j)) for j in joints}
-    levels = [[j for j in joints if depth[j] == d] for d in range(max(depth.values()) + 1)]
+    mapped = set(bone_map.values())
+    anc = {j: next((a for a in human.ancestors(j) if a in baked.deltas), None) for j in joints}
+    rigid: list[str] = []  # joints whose bone hangs on its mapped parent's bone (or the root) through free bones
+    for j in joints:
+        parent = target.data.bones[bone_map[j]].parent
+        while parent is not None and parent.name not in mapped and not _constrained(target.pose.bones[parent.name]):
+            parent = parent.parent
+        if (parent.name if parent is not None else None) == (bone_map[anc[j]] if anc[j] is not None else None):
+            rigid.append(j)
+    solved = [j for j in joints if j not in rigid]
+    depth = {j: sum(a in solved for a in human.ancestors(j)) for j in solved}
+    levels = [[j for j in solved if depth[j] == d] for d in range(max(depth.values(), default=-1) + 1)]
+    first_needs_update = any(anc[j] is not None for j in levels[0]) if levels else False
     world = np.array(target.matrix_world)
     turn = _orthonormal(world[:3, :3])
-    rest = {j: _orthonormal(np.array(target.data.bones[bone_map[j]].matrix_local)[:3, :3]) for j in joints}
-    goal = {j: turn.T @ quat_to_matrix(baked.deltas[j]) @ turn @ rest[j] for j in joints}  # (F, 3, 3) armature space
+    rest = {j: _orthonormal(np.array(target.data.bones[bone_map[j]].matrix_local)[:3, :3]) for j in solved}
+    goal = {j: turn.T @ quat_to_matrix(baked.deltas[j]) @ turn @ rest[j] for j in solved}  # (F, 3, 3) armature
     hips = (baked.hips_head - world[:3, 3]) @ np.linalg.inv(world[:3, :3]).T
-    mapped = set(bone_map.values())
     free = sorted(n for n in _depends_on(target, sorted(mapped))
-                  if n not in mapped and not target.pose.bones[n].constraints)
+                  if n not in mapped and not _constrained(target.pose.bones[n]))
     switches: dict[tuple[str, str], float] = {}
     for pb in target.pose.bones:
         for key, value in settings.items():
@@ -451,8 +466,9 @@ def pose_through_constraints(target: bpy.types.Object, baked: Baked, bone_map: d
                 pb[key] = value
                 switches[pb.name, key] = value
     frames = baked.hips_head.shape[0]
-    quats = {j: np.zeros((frames, 4)) for j in joints}
-    location = np.zeros((frames, 3))
+    quats = {j: np.zeros((frames, 4)) for j in solved}
+    location = baked.location.copy()
+    zero = Vector((0.0, 0.0, 0.0))
     view_layer = bpy.context.view_layer
     anim = target.animation_data
     saved = (anim.action, anim.action_slot, anim.use_nla) if anim is not None else None
@@ -463,26 +479,32 @@ def pose_through_constraints(target: bpy.types.Object, baked: Baked, bone_map: d
             target.pose.bones[name].matrix_basis = Matrix.Identity(4)
         view_layer.update()
         for f in range(frames):
-            for level in levels:
+            for j in rigid:
+                loc = Vector(location[f]) if j == "Hips" else zero
+                target.pose.bones[bone_map[j]].matrix_basis = Matrix.LocRotScale(
+                    loc, Quaternion(baked.rotations[bone_map[j]][f]), None)
+            for d, level in enumerate(levels):
+                if d > 0 or first_needs_update:
+                    view_layer.update()
                 for j in level:
                     pb = target.pose.bones[bone_map[j]]
                     want = Matrix(goal[j][f].tolist()).to_4x4()
                     want.translation = Vector(hips[f]) if j == "Hips" else pb.matrix.translation
                     basis = target.convert_space(pose_bone=pb, matrix=want, from_space="POSE", to_space="LOCAL")
                     q = basis.to_quaternion()
-                    loc = basis.translation if j == "Hips" else Vector((0.0, 0.0, 0.0))
+                    loc = basis.translation if j == "Hips" else zero
                     pb.matrix_basis = Matrix.LocRotScale(loc, q, None)
                     quats[j][f] = tuple(q)
                     if j == "Hips":
                         location[f] = tuple(loc)
-                view_layer.update()
     finally:
         if anim is not None and saved is not None:
             anim.action = saved[0]
             if saved[0] is not None and saved[1] is not None:
                 anim.action_slot = saved[1]
             anim.use_nla = saved[2]
-    rotations = {bone_map[j]: make_continuous(qnormalize(quats[j])) for j in joints}
+    rotations = {bone_map[j]: baked.rotations[bone_map[j]] if j in rigid else make_continuous(qnormalize(quats[j]))
+                 for j in joints}
     return Baked(rotations, location, baked.hips, free, baked.positions, baked.scale, baked.deltas, baked.hips_head,
                  switches)
 
