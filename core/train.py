@@ -88,11 +88,12 @@ class TrainConfig:
     batch: int = 24
     chunk: int = 48
     lr: float = 3e-3
-    lr_end: float = 1e-5
+    lr_end: float = 5e-5
     filter_widths: tuple[int, ...] = (3, 3, 3, 3)
     channels: int = 256
     dropout: float = 0.25
     traj_weight: float = 1.0
+    bone_weight: float = 1.0
     val_styles: tuple[str, ...] = DEFAULT_VAL_STYLES
     seed: int = 0
     threads: int = 2
@@ -378,7 +379,10 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         sl = slice(rf // 2, rf // 2 + pred.shape[1])
         pose_loss = torch.linalg.norm(pred - pose[:, sl], dim=-1).mean()
         traj_loss = (torch.linalg.norm(pred_traj - traj[:, sl], dim=-1) / traj[:, sl, 2].abs()).mean()
-        loss = pose_loss + cfg.traj_weight * traj_loss
+        bones = torch.from_numpy(layout.bones)
+        bone_loss = (torch.linalg.norm(pred[:, :, bones[:, 0]] - pred[:, :, bones[:, 1]], dim=-1)
+                     - torch.linalg.norm(pose[:, sl, bones[:, 0]] - pose[:, sl, bones[:, 1]], dim=-1)).abs().mean()
+        loss = pose_loss + cfg.traj_weight * traj_loss + cfg.bone_weight * bone_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -3,6 +3,8 @@ correspondence, a training smoke test on a tiny BVH set, and the shipped weights
 
 from __future__ import annotations
 
+import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -85,23 +87,18 @@ def test_infer_pads_edges_so_every_frame_gets_an_output(shipped: TcnLifter) -> N
 
 def synthetic_inputs(frames: int, seed: int = 0, noisy: bool = False) -> np.ndarray:
     """(F, 23, 3) lifter inputs of the synthetic walk seen through a random virtual camera."""
-    from core.mocap import _forward  # noqa: F401  (keeps the import graph honest)
-
     world = torch.from_numpy(walk_keypoints(frames))[None]
     inputs, _, _ = Synth(LAYOUT, Augment())(world, torch.Generator().manual_seed(seed), augment=False, noisy=noisy)
     return inputs[0].numpy()
 
 
+@lru_cache(maxsize=4)
 def walk_keypoints(frames: int) -> np.ndarray:
-    global _WALK
-    if "_WALK" not in globals() or len(_WALK) < frames:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "walk.bvh"
-            write_bvh(path, walk_motion(max(frames, 90)), units="m")
-            _WALK = bvh_keypoints(path)
-    return _WALK[:frames]
+    """(F, 23, 3) training keypoints of the synthetic walk, through a real BVH file and core.mocap."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "walk.bvh"
+        write_bvh(path, walk_motion(frames), units="m")
+        return bvh_keypoints(path)
 
 
 def test_flip_averaged_inference_is_mirror_equivariant(shipped: TcnLifter) -> None:
