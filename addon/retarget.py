@@ -652,10 +652,10 @@ def retarget_source(source: SourceMotion, target: bpy.types.Object, action_name:
         source_map = rigmap.resolve_bone_map(source.bones, source_map, "The source motion")
     except rigmap.RigMapError as exc:
         raise RetargetError(str(exc)) from exc
-    baked = solve(source, TargetRig.from_object(target), bone_map, source_map,
-                  rigmap.joint_bones(bone_map, rigmap.armature_bones(target)))
+    bones = rigmap.armature_bones(target)
+    baked = solve(source, TargetRig.from_object(target), bone_map, source_map, rigmap.joint_bones(bone_map, bones))
     if needs_evaluation(target, list(bone_map.values())):
-        baked = pose_through_constraints(target, baked, bone_map, rigmap.control_settings(bone_map))
+        baked = pose_through_constraints(target, baked, bone_map, rigmap.control_settings(bone_map, bones))
     return bake_action(target, baked, action_name, frame_start)
 
 

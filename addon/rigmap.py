@@ -435,13 +435,12 @@ def joint_bones(bone_map: Mapping[str, str], bones: Mapping[str, str | None]) ->
     return {j: controls[b] if controls.get(b) in bones else b for j, b in bone_map.items()}
 
 
-def control_settings(bone_map: Mapping[str, str]) -> dict[str, float]:
+def control_settings(bone_map: Mapping[str, str], bones: Mapping[str, str | None]) -> dict[str, float]:
     """Pose-bone custom properties (name -> value) that put the mapped controls in charge, from the conventions
-    whose controls the map uses (Rigify: IK_FK = 1, FK)."""
-    used = set(bone_map.values())
+    whose controls the map uses, with their deform bones in the armature (Rigify: IK_FK = 1, FK)."""
     out: dict[str, float] = {}
     for conv in load_conventions().values():
-        if used & set(conv.controls):
+        if any(conv.controls.get(b) in bones for b in bone_map.values()):
             out.update(conv.settings)
     return out
 

@@ -213,8 +213,12 @@ def test_control_rig_joints_are_marked_by_deform_bones_and_switched_to_fk() -> N
     bones: dict[str, str | None] = {"root": None, "torso": "root", "DEF-spine": "root", "thigh_fk.L": "torso"}
     bone_map = {"Hips": "torso", "LeftUpperLeg": "thigh_fk.L"}
     assert rigmap.joint_bones(bone_map, bones) == {"Hips": "DEF-spine", "LeftUpperLeg": "thigh_fk.L"}
-    assert rigmap.control_settings(bone_map) == {"IK_FK": 1.0}
+    assert rigmap.control_settings(bone_map, bones) == {"IK_FK": 1.0}
     deform = {"Hips": "DEF-spine", "LeftUpperLeg": "DEF-thigh.L"}
     assert rigmap.joint_bones(deform, bones) == deform
-    assert rigmap.control_settings(deform) == {}
-    assert rigmap.control_settings(rigmap.detect(convention_bones("mixamo")).bone_map) == {}
+    assert rigmap.control_settings(deform, bones) == {}
+    # Unreal names its head bone "head" like Rigify's head control: without Rigify's deform bones nothing changes.
+    unreal = convention_bones("unreal")
+    found = rigmap.detect(unreal).bone_map
+    assert found["Head"] == "head"
+    assert rigmap.joint_bones(found, unreal) == found and rigmap.control_settings(found, unreal) == {}
