@@ -432,7 +432,8 @@ def pose_through_constraints(target: bpy.types.Object, baked: Baked, bone_map: d
     Blender evaluates one pose at a time, so this loops over frames, with one depsgraph update per level of mapped
     bones that need it (parents before children). A mapped bone joined to its mapped parent only by free bones (a
     forearm under its upper arm) keeps the vectorised basis from `solve`. Free bones the mapped ones depend on are
-    held at rest; the rig's own animation is switched off meanwhile and restored."""
+    held at rest; the rig's pose, those properties and its animation are restored afterwards (the action that
+    `bake_action` writes carries the result)."""
     import bpy
     from mathutils import Matrix, Quaternion, Vector
 
@@ -459,12 +460,9 @@ def pose_through_constraints(target: bpy.types.Object, baked: Baked, bone_map: d
     hips = (baked.hips_head - world[:3, 3]) @ np.linalg.inv(world[:3, :3]).T
     free = sorted(n for n in _depends_on(target, sorted(mapped))
                   if n not in mapped and not _constrained(target.pose.bones[n]))
-    switches: dict[tuple[str, str], float] = {}
-    for pb in target.pose.bones:
-        for key, value in settings.items():
-            if key in pb.keys():
-                pb[key] = value
-                switches[pb.name, key] = value
+    switches = {(pb.name, key): value for pb in target.pose.bones for key, value in settings.items() if key in pb}
+    kept_props = {(name, key): target.pose.bones[name][key] for name, key in switches}
+    kept_pose = {name: target.pose.bones[name].matrix_basis.copy() for name in free + sorted(mapped)}
     frames = baked.hips_head.shape[0]
     quats = {j: np.zeros((frames, 4)) for j in solved}
     location = baked.location.copy()
@@ -475,7 +473,9 @@ def pose_through_constraints(target: bpy.types.Object, baked: Baked, bone_map: d
     try:
         if anim is not None:
             anim.action, anim.use_nla = None, False
-        for name in free + sorted(mapped):
+        for (name, key), value in switches.items():
+            target.pose.bones[name][key] = value
+        for name in kept_pose:
             target.pose.bones[name].matrix_basis = Matrix.Identity(4)
         view_layer.update()
         for f in range(frames):
@@ -497,7 +497,11 @@ def pose_through_constraints(target: bpy.types.Object, baked: Baked, bone_map: d
                     quats[j][f] = tuple(q)
                     if j == "Hips":
                         location[f] = tuple(loc)
-    finally:
+    finally:  # the rig as it was: the new action carries the result
+        for (name, key), value in kept_props.items():
+            target.pose.bones[name][key] = value
+        for name, basis in kept_pose.items():
+            target.pose.bones[name].matrix_basis = basis
         if anim is not None and saved is not None:
             anim.action = saved[0]
             if saved[0] is not None and saved[1] is not None:
