@@ -380,6 +380,7 @@ def _forward(joints: list[str], anc: dict[str, str | None], glob: dict[str, np.n
 # --- rigs whose mapped bones hang under constrained helper bones (generated control rigs) -------------------------
 
 def _constrained(pb: bpy.types.PoseBone) -> bool:
+    """True when an active constraint acts on the pose bone (muted or zero-influence ones do not count)."""
     return any(con.enabled and con.influence > 0.0 for con in pb.constraints)
 
 
@@ -418,6 +419,7 @@ def _depends_on(obj: bpy.types.Object, bones: list[str]) -> set[str]:
 
 
 def _check_not_tweaking(target: bpy.types.Object) -> None:
+    """RetargetError while the NLA is in tweak mode: a new action cannot be made active then."""
     if target.animation_data is not None and target.animation_data.use_tweak_mode:
         raise RetargetError(f"{target.name} is in NLA tweak mode. Leave tweak mode (Tab in the NLA editor) first.")
 
