@@ -48,7 +48,7 @@ def _tcn() -> Lifter:
 
 
 LIFTERS: dict[str, Callable[[], Lifter]] = {"mediapipe": _mediapipe, "tcn": _tcn}
-DEFAULT_LIFTER = "mediapipe"
+DEFAULT_LIFTER = "tcn"
 
 
 def get_lifter(name: str = DEFAULT_LIFTER) -> Lifter:
