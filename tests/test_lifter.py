@@ -13,6 +13,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from core.bvh import write_bvh
+from core.detect2d import Detections
 from core.lift import get_lifter
 from core.lift.layout import lifter_layout
 from core.lift.model import TemporalModel, load_weights, save_weights
@@ -191,6 +192,28 @@ def test_shipped_weights_load_with_their_evaluation(shipped: TcnLifter) -> None:
     ev = shipped.meta["evaluation"]
     assert ev["clean"]["mpjpe_mm"] < ev["noisy"]["mpjpe_mm"] and ev["clean"]["pa_mpjpe_mm"] < ev["clean"]["mpjpe_mm"]
     assert isinstance(get_lifter("tcn"), TcnLifter)
+
+
+def test_frames_without_a_person_are_nan_with_zero_confidence(shipped: TcnLifter) -> None:
+    frames = 40
+    image = np.zeros((frames, 33, 3))
+    image[:, :, :2] = np.nan
+    image[:, LAYOUT.mediapipe_index] = np.concatenate(
+        [(synthetic_inputs(frames)[..., :2] + [1.0, 0.5625]) * 640, np.ones((frames, 23, 1))], axis=-1)
+    present = np.arange(frames) % 10 < 7
+    image[~present] = np.nan
+    det = Detections(times=np.arange(frames) / 30.0, image=image, world=np.zeros((frames, 33, 3)), present=present,
+                     width=1280, height=720, fps=30.0)
+    lifted = shipped.lift(det)
+    assert np.all(np.isnan(lifted.keypoints[~present])) and np.all(lifted.confidence[~present] == 0)
+    assert np.all(np.isfinite(lifted.keypoints[present][:, LAYOUT.mediapipe_index]))
+    assert np.all(lifted.confidence[present][:, LAYOUT.mediapipe_index] == 1.0)
+    empty = shipped.lift(Detections(times=np.zeros(0), image=np.zeros((0, 33, 3)), world=np.zeros((0, 33, 3)),
+                                    present=np.zeros(0, dtype=bool), width=1280, height=720, fps=30.0))
+    assert empty.keypoints.shape == (0, 33, 3)
+    nobody = shipped.lift(Detections(times=det.times, image=np.full_like(image, np.nan), world=det.world,
+                                     present=np.zeros(frames, dtype=bool), width=1280, height=720, fps=30.0))
+    assert np.all(np.isnan(nobody.keypoints)) and np.all(nobody.confidence == 0)
 
 
 def test_lifts_real_video_into_an_upright_travelling_person(balance_clip: Path, shipped: TcnLifter) -> None:

@@ -12,6 +12,7 @@ import torch
 from core.detect2d import Detections
 from core.lift import Lifted
 from core.lift.layout import NUM_MEDIAPIPE, Layout, lifter_layout
+from core.errors import WeightsMissing
 from core.lift.model import TemporalModel, load_weights
 from core.lift.normalize import add_centred, detections_to_inputs, flip_inputs, flip_pose
 
@@ -58,7 +59,8 @@ class TcnLifter:
         self.model, self.meta = load_weights(weights)
         self.layout = lifter_layout()
         if list(self.meta.get("keypoints", self.layout.names)) != list(self.layout.names):
-            raise ValueError("lifter weights were trained for another keypoint layout")
+            raise WeightsMissing(f"Lifter weights {weights} were trained for another keypoint layout.",
+                                 "Retrain them with the current rigs/lifter_layout.json: python -m core.train.")
         self.fps = float(self.meta.get("fps", 30.0))
         self.flip = flip
 
@@ -70,11 +72,11 @@ class TcnLifter:
         x = detections_to_inputs(det.image, det.width, det.height, self.layout)
         stride = max(1, int(round(det.fps / self.fps))) if det.fps and det.fps > 0 else 1
         pose = np.zeros((frames, self.layout.num_keypoints, 3))
-        traj = np.zeros((frames, 3))
-        for phase in range(min(stride, max(frames, 1))):
+        traj = np.full((frames, 3), np.nan)
+        present = np.asarray(det.present, dtype=bool) & np.any(x[..., 2] > 0, axis=-1)
+        for phase in range(min(stride, frames) if present.any() else 0):
             p, t = infer(self.model, x[phase::stride], self.layout, self.flip)
             pose[phase::stride], traj[phase::stride] = p, t
-        present = np.asarray(det.present, dtype=bool) & np.any(x[..., 2] > 0, axis=-1)
         keypoints = np.full((frames, NUM_MEDIAPIPE, 3), np.nan)
         confidence = np.zeros((frames, NUM_MEDIAPIPE))
         keypoints[:, self.layout.mediapipe_index] = pose + traj[:, None, :]
