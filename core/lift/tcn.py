@@ -23,8 +23,9 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "lifter_tcn.pt"
 def infer(model: TemporalModel, inputs: np.ndarray, layout: Layout, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Lift whole sequences at once.
 
-    inputs: (F, K, 3) or (N, F, K, 3) normalised u, v, visibility (core.lift.normalize). Returns pose (..., F, K, 3) metres relative to the
-    pelvis and trajectory (..., F, 3) metres, in camera-heading axes (X image right, Y up, Z towards the camera).
+    inputs: (F, K, 3) or (N, F, K, 3) normalised u, v, visibility (core.lift.normalize). Returns pose
+    (..., F, K, 3) metres relative to the pelvis and trajectory (..., F, 3) metres, in camera-heading axes
+    (X image right, Y up, Z towards the camera).
     Edges are padded by repeating the first/last frame so every frame gets an output; with `flip` the mirrored input
     is lifted too and its mirrored result averaged in (test-time augmentation).
     """
