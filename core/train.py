@@ -1,6 +1,6 @@
 """Train (and evaluate) the learned lifter on any folder of BVH motion capture.
 
-    python -m core.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt --minutes 35
+    python -m core.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt --minutes 36
     python -m core.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt --eval-only
 
 Every mocap file becomes the lifter's 23 landmarks (core.mocap); each training chunk is seen through a random
@@ -83,10 +83,10 @@ class TrainConfig:
     data: Path
     out: Path
     cache: Path = ROOT / ".cache" / "mocap"
-    minutes: float = 35.0
+    minutes: float = 36.0
     max_steps: int = 0
     batch: int = 24
-    chunk: int = 48
+    chunk: int = 64
     lr: float = 3e-3
     lr_end: float = 5e-5
     filter_widths: tuple[int, ...] = (3, 3, 3, 3)
@@ -428,10 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="folder of .bvh files and/or .tar.xz/.zip archives")
     p.add_argument("--out", type=Path, default=ROOT / "core" / "weights" / "lifter_tcn.pt")
     p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "mocap")
-    p.add_argument("--minutes", type=float, default=35.0, help="wall-clock training budget")
+    p.add_argument("--minutes", type=float, default=36.0, help="wall-clock training budget")
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: budget only)")
     p.add_argument("--batch", type=int, default=24)
-    p.add_argument("--chunk", type=int, default=48, help="output frames per training chunk")
+    p.add_argument("--chunk", type=int, default=64, help="output frames per training chunk")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--widths", type=str, default="3,3,3,3", help="temporal filter widths")
     p.add_argument("--channels", type=int, default=256)
