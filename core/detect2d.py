@@ -144,9 +144,6 @@ def _run(
                     image.append(found.image)
                     world.append(found.world)
                 reporter.update(n)
-        for index, found in tracker.finish().items():  # the choice of person was revised after these frames
-            image[index] = missing if found is None else found.image
-            world[index] = missing if found is None else found.world
     finally:
         tracker.close()
     if not times:

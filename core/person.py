@@ -5,8 +5,8 @@ frame is searched again. To follow the chosen one, the tracking graph runs on th
 person (MediaPipe tracks from its own last landmarks, so this costs nothing extra), and, when the person is lost or
 the graph jumps to someone else, only a search region around the last known box is shown until it is re-acquired.
 Blanking instead of cropping keeps landmark coordinates in full-frame pixels and the tracking graph's state valid.
-For the default rule ("largest") the search for other people runs in a background thread on a second, pre-warmed
-graph, so tracking starts at once; if the search picks someone else, the frames already returned are corrected.
+The search runs once, synchronously, on the first frame with anyone in it, on a second graph that loads while the
+first frames decode, so the same video and settings always give the same result.
 """
 
 from __future__ import annotations
@@ -111,8 +111,7 @@ def _inside(point: np.ndarray, region: tuple[int, int, int, int]) -> bool:
 class PersonTracker:
     """Runs MediaPipe Pose frame by frame on the person chosen by `rule`; `process` returns their landmarks.
 
-    For "largest" the search for other people runs in a background thread while tracking goes on; if it finds
-    someone larger, `finish` returns corrections for the frames already returned.
+    The people in view are searched for once, on the first frame with anyone in it, and the rule picks one.
     """
 
     def __init__(self, rule: PersonRule, pose_factory: PoseFactory, fps: float) -> None:
@@ -131,31 +130,17 @@ class PersonTracker:
         self._lost = 0  # frames since the chosen person was last seen
         self._size = 0.0  # running box size of the chosen person, pixels
         self._mask: np.ndarray | None = None
-        self._search: threading.Thread | None = None
-        self._search_frame = -1
-        self._search_result: list[Found] | BaseException = []
-        self.corrections: dict[int, Found | None] = {}  # frame ordinal -> what it should have returned
         self.candidates: list[dict[str, Any]] = []  # people found when choosing: box, chosen (for Detections.info)
 
     def process(self, rgb: np.ndarray) -> Found | None:
         """Landmarks of the chosen person in this frame ((H, W, 3) uint8 RGB), or None if not seen."""
         self._frame += 1
-        if self._search is not None and not self._search.is_alive():
-            self._settle(upto=self._frame)
         height, width = rgb.shape[:2]
         if self._target is None:
             first = landmarks(self._pose.process(rgb), width, height)
             if first is None:
                 return None
-            if self.rule != "largest":
-                return self._take(self._find_people(rgb, first))
-            self._accept(first)  # the tracking graph holds this person; look for a larger one meanwhile
-            self._search_frame = self._frame
-            self._search = threading.Thread(
-                target=self._run_search, args=(rgb, first), name="mimic-person-search", daemon=True
-            )
-            self._search.start()
-            return first
+            return self._take(self._find_people(rgb, first))
         image = rgb if self._tracking else self._search_image(rgb)
         found = landmarks(self._pose.process(image), width, height)
         if found is not None and self._tracking and self._jumped(found):
@@ -168,18 +153,9 @@ class PersonTracker:
         self._accept(found)
         return found
 
-    def finish(self) -> dict[int, Found | None]:
-        """After the last frame: wait for a pending search; returns `corrections` (frame ordinal -> landmarks)."""
-        if self._search is not None:
-            self._search.join()
-            self._settle(upto=self._frame + 1)
-        return self.corrections
-
     def close(self) -> None:
         """Stop the helper threads and free the MediaPipe graphs."""
-        for thread in (self._warming, self._search):
-            if thread is not None:
-                thread.join()
+        self._warming.join()
         for pose in (self._pose, self._static):
             if pose is not None:
                 pose.close()
@@ -201,27 +177,6 @@ class PersonTracker:
         if self._static_error is not None:
             raise self._static_error
         return self._static
-
-    def _run_search(self, rgb: np.ndarray, first: Found) -> None:
-        try:
-            self._search_result = self._find_people(rgb, first)
-        except BaseException as exc:  # re-raised in the main thread by _settle
-            self._search_result = exc
-
-    def _settle(self, upto: int) -> None:
-        """Apply the finished background search: if it picked someone else, frames since it started were wrong."""
-        self._search = None
-        if isinstance(self._search_result, BaseException):
-            raise self._search_result
-        people = self._search_result
-        pick = self._pick(people)
-        if pick == 0:
-            return
-        self.corrections[self._search_frame] = people[pick]
-        self.corrections.update(dict.fromkeys(range(self._search_frame + 1, upto)))
-        self._pose.reset()  # it holds someone else: re-acquire the chosen one in a search region
-        self._target, self._size = people[pick], people[pick].size
-        self._tracking, self._lost = False, upto - self._search_frame
 
     def _find_people(self, rgb: np.ndarray, first: Found) -> list[Found]:
         """`first` and the other people in this frame, found by blanking out those already found."""

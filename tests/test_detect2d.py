@@ -247,22 +247,26 @@ def test_rotated_phone_clip(balance_clip: Path, tmp_path: Path) -> None:
     assert (img[:, [L_ANKLE, R_ANKLE], 1].min(axis=1) > img[:, [L_HIP, R_HIP], 1].max(axis=1)).all()
 
 
-def test_largest_switches_when_the_search_finds_someone_else(
+def test_choice_is_made_on_the_first_frame_and_followed(
     walk_clip: Path, walk_left: Detections, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The background search for "largest" revises frames already returned when it picks another person.
-
-    The tracking graph first holds the woman (the largest); `choose` is patched to pick the smallest instead, so the
-    result must become the man on the roof: his landmarks from the search frame on, nobody in the frames tracked
-    while the search ran, then the man, as person="left" sees him.
-    """
+    """When the rule picks someone other than the person MediaPipe's tracking graph found first, that person is
+    followed from the first frame on: `choose` is patched to pick the smallest (the man on the roof) instead of the
+    largest (the woman), so the result must be the man, as person="left" sees him."""
     monkeypatch.setattr(person, "choose", lambda people, rule: int(np.argmin([p.area for p in people])))
     det = detect(walk_clip, start_s=2.0, end_s=4.0, cache_dir=cache_dir)
     man = walk_left.image[:, :, :2]
     assert det.present[0] and np.allclose(det.image[0, :, :2], man[0], atol=2.0)
-    gap = np.flatnonzero(~det.present)
-    assert 1 <= len(gap) <= 40 and gap[0] == 1 and (np.diff(gap) == 1).all()  # measured: 3-4 frames
-    after = slice(gap[-1] + 3, 60)  # re-acquired; allow a few frames for MediaPipe's smoothing to settle
-    hip_x = det.image[after, [L_HIP, R_HIP], 0].mean()
-    assert abs(hip_x - man[after, [L_HIP, R_HIP], 0].mean()) < 30 and det.present[after].all()
+    assert det.present.mean() >= 0.95
+    seen = det.present & walk_left.present
+    hip_x = det.image[seen][:, [L_HIP, R_HIP], 0].mean(axis=1)
+    assert np.median(np.abs(hip_x - man[seen][:, [L_HIP, R_HIP], 0].mean(axis=1))) < 30
     assert [c["chosen"] for c in det.info["candidates"]] == [False, True]
+
+
+def test_same_video_and_settings_give_identical_detections(walk_clip: Path) -> None:
+    """No thread timing may change the result (the cache relies on it): two uncached runs are identical."""
+    first = detect(walk_clip, start_s=2.0, end_s=2.7, use_cache=False)
+    second = detect(walk_clip, start_s=2.0, end_s=2.7, use_cache=False)
+    np.testing.assert_array_equal(first.image, second.image)
+    np.testing.assert_array_equal(first.present, second.present)
