@@ -56,8 +56,11 @@ def _only_selected(context: bpy.types.Context, obj: bpy.types.Object) -> Iterato
 
 
 @contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temp path beside `path`, renamed onto it on success and deleted on failure (no half-written files)."""
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp path beside `path`, renamed onto it on success and deleted on failure (no half-written files).
+
+    The same as core/atomic.py's; kept here because the add-on runs in Blender's Python and imports nothing of core.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
@@ -130,7 +133,7 @@ def export_bvh(context: bpy.types.Context, obj: bpy.types.Object, path: str | Pa
     path = Path(path)
     _check(obj, path)
     scene = context.scene
-    with _atomic(path) as tmp, _only_selected(context, obj):
+    with atomic_path(path) as tmp, _only_selected(context, obj):
         result = bpy.ops.export_anim.bvh(filepath=str(tmp), frame_start=scene.frame_start,
                                          frame_end=scene.frame_end, **BVH_OPTIONS)
         if "FINISHED" not in result:
@@ -142,7 +145,7 @@ def export_fbx(context: bpy.types.Context, obj: bpy.types.Object, path: str | Pa
     """Write armature `obj` with its action baked over the scene's frame range as FBX; returns the path."""
     path = Path(path)
     _check(obj, path)
-    with _atomic(path) as tmp, _only_selected(context, obj), _rest_pose_on_current_frame(context, obj):
+    with atomic_path(path) as tmp, _only_selected(context, obj), _rest_pose_on_current_frame(context, obj):
         result = bpy.ops.export_scene.fbx(filepath=str(tmp), **FBX_OPTIONS)
         if "FINISHED" not in result:
             raise ExportError(f"Blender's FBX exporter did not write {path}.")

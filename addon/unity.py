@@ -168,10 +168,10 @@ def export_gltf(context: bpy.types.Context, obj: bpy.types.Object, path: str | P
     for o in chosen:
         o.select_set(True)
     view_layer.objects.active = obj
-    from .export import _atomic
+    from .export import atomic_path
 
     try:  # a .glb is one file: write it beside and rename; a .gltf's buffers are named after the file itself
-        with _atomic(path) if fmt == "GLB" else contextlib.nullcontext(path) as out:
+        with atomic_path(path) if fmt == "GLB" else contextlib.nullcontext(path) as out:
             result = bpy.ops.export_scene.gltf(
                 filepath=str(out), export_format=fmt, use_selection=True, export_yup=True, export_apply=False,
                 export_animations=True, export_animation_mode="ACTIVE_ACTIONS", export_skins=True,

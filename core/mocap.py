@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from core.bvh import BvhData, read_bvh
+from core.bvh import read_bvh
 from core.errors import BadBvhFile, InputNotFound
 from core.lift.layout import Layout, lifter_layout
 from core.progress import NullReporter, Reporter
-from core.rotations import from_wxyz
 
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar", ".zip")
 
@@ -76,23 +75,6 @@ def find_bvh_files(data: Path, cache: Path) -> list[Path]:
     return files
 
 
-def _forward(data: BvhData) -> tuple[np.ndarray, list[Rotation]]:
-    """(F, J, 3) world joint positions (file units) and each joint's world rotation."""
-    rots = data.local_rotations()
-    trans = data.local_translations()
-    pos = np.zeros_like(trans)
-    glob: list[Rotation] = []
-    for j, p in enumerate(data.parents):
-        local = from_wxyz(rots[:, j])
-        if p < 0:
-            glob.append(local)
-            pos[:, j] = trans[:, j]
-        else:
-            glob.append(glob[p] * local)
-            pos[:, j] = pos[:, p] + glob[p].apply(trans[:, j])
-    return pos, glob
-
-
 def _family(names: list[str], layout: Layout) -> tuple[str, dict[str, dict[str, int]]]:
     """Which joint-naming family the skeleton uses and, per side, role -> joint index."""
     for fam, spec in layout.mocap["families"].items():
@@ -131,7 +113,7 @@ def bvh_keypoints(path: Path, layout: Layout | None = None, fps: float = 30.0) -
     """(F, K, 3) lifter keypoints of one BVH file: metres, Y up, floor at y = 0, resampled to `fps`."""
     layout = layout or lifter_layout()
     data = read_bvh(path)
-    pos, glob = _forward(data)
+    pos, glob = data.forward()
     fam, roles = _family(data.names, layout)
     L, R = roles["left"], roles["right"]
     leg = np.median(np.linalg.norm(pos[:, L["hip"]] - pos[:, L["knee"]], axis=-1)
