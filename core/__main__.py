@@ -13,7 +13,7 @@ from core.errors import Cancelled, InputNotFound, MimicError
 from core.progress import JsonReporter, NullReporter, Reporter, TqdmReporter
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CLIP = ROOT / "sample_clips" / "sports2d_walk.mp4"
+DEFAULT_CLIP = ROOT / "sample_clips" / "pose2sim_balance.mp4"  # one person, whole body, steady camera
 DEFAULT_OUT_DIR = ROOT / "out"
 
 
