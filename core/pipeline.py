@@ -91,10 +91,14 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
     from core.detect2d import detect
     from core.filters import fill_gaps, smooth
     from core.ik import solve
+    from core.sides import fix_swaps
 
     det = detect(video, options.start_s, options.end_s, options.person, reporter,
                  cache_dir=None if options.use_cache else False)
     det = _uniform_detections(det)
+    det, swapped = fix_swaps(det)
+    if swapped.any():
+        reporter.warn(f"corrected left/right swaps in {int(swapped.sum())} frames")
     frames = det.num_frames
 
     reporter.stage("lift", frames)
@@ -122,6 +126,7 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
         lifter=lifted.lifter,
         options=asdict(options),
         gaps=[g._asdict() for g in gaps if valid[:, g.keypoint].any()],
+        swapped_frames=int(swapped.sum()),
     )
     return motion
 
