@@ -31,6 +31,10 @@ Usage: .venv/bin/python bench/realworld.py [--min-visibility 0.5] [--check-px 10
      across frames (%), as in bench/lifter.py; bone err: mean |length - reference length| per frame (mm).
    Means over the 4 cameras, the ratio tcn / mediapipe (below 1: tcn is better), and the reference's own mean
    acceleration and bone CV (the floor those two metrics are measured against).
+4. Left/right consistency (core.sides.fix_swaps, the pipeline's step after detection), per camera: frames whose
+   labels the multi-view check (fix_labels, any of torso/arms/legs) finds swapped before and after the fix, the
+   frames the fix relabelled (it sees only its own camera), and both lifters' PA-MPJPE before -> after against
+   the all-views reference (which does not depend on the fix: it relabels by multi-view agreement).
 
 Caveats (the metrics are not all equally well defined here):
 - The reference is built from MediaPipe's own 2D landmarks, so it shares their definitions: MediaPipe's world
@@ -72,6 +76,7 @@ from core.detect2d import Detections, detect  # noqa: E402
 from core.lift import get_lifter  # noqa: E402
 from core.filters import fill_gaps, smooth  # noqa: E402
 from core.lift.layout import lifter_layout  # noqa: E402
+from core.sides import fix_swaps  # noqa: E402
 
 DEMO = ROOT / ".cache" / "pose2sim" / "Demo_SinglePerson"
 # cam01 is the sample clip pose2sim_balance.mp4
@@ -231,6 +236,35 @@ def print_table(title: str, rows: list[Row], reference: list[float]) -> None:
     line("itself", "reference", [np.nan, np.nan, np.nan, reference[0], reference[1], np.nan])
 
 
+def print_swap_fix(cams: list[Camera], dets: list[Detections], frames: int, swapped: np.ndarray,
+                   min_visibility: float, ref: np.ndarray, body: list[int], bones: np.ndarray, fps: float,
+                   preds: dict[str, list[np.ndarray]]) -> None:
+    """Per input camera: frames whose left/right labels are wrong by the multi-view check (fix_labels; any group)
+    before and after core.sides.fix_swaps, the frames it relabelled, and both lifters' PA-MPJPE (19 landmarks and
+    12 limb joints, reference from all 4 views) before and after. swapped: (V, F) the check on the raw labels."""
+    fixed = [fix_swaps(d) for d in dets]
+    pixels = np.stack([f.image[:frames, :, :2] for f, _ in fixed]).astype(np.float64)
+    use = np.stack([f.image[:frames, :, 2] for f, _ in fixed]) >= min_visibility
+    after = np.any(np.stack(list(fix_labels(cams, pixels, use)[2].values())), axis=0)
+    tcn = get_lifter("tcn")
+    fixed_preds = {"tcn": [tcn.lift(f).keypoints[:frames, body] for f, _ in fixed],
+                   "mediapipe": [f.world[:frames, body].astype(np.float64) for f, _ in fixed]}
+    limb = [BODY.index(n) for n in LIMBS]
+    limb_bones = np.array([[limb.index(i), limb.index(j)] for i, j in bones if i in limb and j in limb])
+    pa = lambda p, v, idx, bn: evaluate(p[:, idx], ref[:, idx], tuple(BODY[i] for i in idx), bn, fps)[0]  # noqa: E731
+    print("\nleft/right consistency (core.sides.fix_swaps): frames with swapped labels by the multi-view check, and "
+          "PA-MPJPE mm (reference from all 4 views) before -> after")
+    print(f"  {'camera':8s} {'swapped':>8s} {'after':>6s} {'relabelled':>11s}   "
+          + "".join(f"{f'{k} {n}':>26s}" for k in ("mediapipe", "tcn") for n in ("19 lm", "12 limbs")))
+    for v, cam in enumerate(cams):
+        cells = []
+        for k in ("mediapipe", "tcn"):
+            for idx, bn in ((list(range(len(BODY))), bones), (limb, limb_bones)):
+                cells.append(f"{pa(preds[k][v], v, idx, bn):12.1f} -> {pa(fixed_preds[k][v], v, idx, bn):6.1f}")
+        print(f"  {cam.name:8s} {int(swapped[v].sum()):8d} {int(after[v].sum()):6d} {int(fixed[v][1][:frames].sum()):11d}   "
+              + "".join(f"{c:>26s}" for c in cells))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--min-visibility", type=float, default=0.5, help="views below this visibility are not used")
@@ -293,6 +327,8 @@ def main() -> int:
     height = np.nanmax(ref_all[..., 2]) - np.nanmin(ref_all[..., 2])
     print(f"reference ({how}): {100 * np.isfinite(ref_all[..., 0]).mean():.1f}% of landmark-frames, "
           f"spans {height:.2f} m vertically (world Z up)")
+
+    print_swap_fix(cams, dets, frames, swapped, a.min_visibility, ref_all, body, bones, fps, preds)
 
     variants = (("all 4 views", False, False), ("the 3 views other than the input", True, False),
                 ("all 4 views, only frames where the input's left/right labels were right", False, True))
