@@ -132,7 +132,10 @@ def _min_plus_scan(m: np.ndarray, reverse: bool = False) -> np.ndarray:
         earlier, later = out[:-shift], out[shift:]
         if reverse:
             earlier, later = later, earlier
-        out[shift:] = np.min(earlier[:, :, :, None] + later[:, None, :, :], axis=2)
+        product = earlier[:, :, :1] + later[:, None, 0]
+        for mid in range(1, out.shape[1]):  # over states, not frames: keeps memory at (N, S, S)
+            np.minimum(product, earlier[:, :, mid:mid + 1] + later[:, None, mid], out=product)
+        out[shift:] = product
         shift *= 2
     return out
 
