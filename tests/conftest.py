@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +17,15 @@ SAMPLES = ROOT / "sample_clips"
 WALK_CLIP = SAMPLES / "sports2d_walk.mp4"
 BALANCE_CLIP = SAMPLES / "pose2sim_balance.mp4"
 MPFB2_RIGS = ROOT / ".cache" / "rigs" / "mpfb2"
+
+
+def blank_video(path: Path, frames: int, value: int = 0) -> Path:
+    """A 320×240, 30 fps MP4 of `frames` uniform frames (grey level `value`): a video with nobody in it."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (320, 240))
+    for _ in range(frames):
+        writer.write(np.full((240, 320, 3), value, np.uint8))
+    writer.release()
+    return path
 
 
 @pytest.fixture(scope="session")

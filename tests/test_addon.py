@@ -13,7 +13,6 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -22,6 +21,7 @@ import addon_utils  # noqa: E402  (Blender's module, importable once bpy is)
 
 from core.bvh import read_bvh  # noqa: E402
 from core.motion import load_motion  # noqa: E402
+from conftest import blank_video
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_MODULE = "mimic_tests"
@@ -84,14 +84,6 @@ def fk_blender(motion, frames: list[int]) -> np.ndarray:
     """(len(frames), J, 3) the motion file's forward kinematics, in Blender world axes."""
     positions = motion.positions()[frames]
     return positions @ MIMIC_TO_BLENDER.T
-
-
-def black_video(path: Path, frames: int = 12) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (320, 240))
-    for _ in range(frames):
-        writer.write(np.zeros((240, 320, 3), np.uint8))
-    writer.release()
-    return path
 
 
 # --- registration ----------------------------------------------------------------------------------------------
@@ -348,7 +340,7 @@ def test_keep_scene_fps_resamples(imported, ext, tmp_path: Path) -> None:
 def test_core_failure_reports_and_leaves_scene_unchanged(imported, ext, tmp_path: Path) -> None:
     scene = bpy.context.scene
     settings = scene.mimic
-    settings.filepath = str(black_video(tmp_path / "nobody.mp4"))
+    settings.filepath = str(blank_video(tmp_path / "nobody.mp4", 12))
     settings.use_range = False
     before, timing = counts(), (scene.render.fps, scene.frame_start, scene.frame_end)
     with pytest.raises(RuntimeError, match="(?i)person"):

@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from core.bvh import read_bvh
 from core.motion import load_motion
+from conftest import blank_video
 
 ROOT = Path(__file__).resolve().parent.parent
 RANGE = ("--start", "2.0", "--end", "2.5")  # half a second of the walking clip: quick, and people are in view
@@ -24,19 +24,11 @@ def run_batch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
                           text=True, timeout=timeout)
 
 
-def black_video(path: Path, frames: int = 12) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (320, 240))
-    for _ in range(frames):
-        writer.write(np.zeros((240, 320, 3), np.uint8))
-    writer.release()
-    return path
-
-
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory, walk_clip: Path) -> Path:
     folder = tmp_path_factory.mktemp("clips")
     (folder / "walk.mp4").symlink_to(walk_clip)
-    black_video(folder / "nobody.mp4", frames=90)  # 3 s: long enough for the range, nobody in it
+    blank_video(folder / "nobody.mp4", 90)  # 3 s: long enough for the range, nobody in it
     (folder / "notes.txt").write_text("not a clip")
     return folder
 

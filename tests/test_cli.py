@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -18,6 +17,7 @@ from core.bvh import read_bvh
 from core.errors import (BadRange, Cancelled, EmptyClip, InputNotFound, NoPersonFound, NotAVideo, OutputExists,
                          OutputNotWritable, UnsupportedOutput)
 from core.motion import load_motion
+from conftest import blank_video
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,14 +33,6 @@ def json_lines(stdout: str) -> list[dict]:
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
-
-
-def write_video(path: Path, frames: int, value: int = 90) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (320, 240))
-    for _ in range(frames):
-        writer.write(np.full((240, 320, 3), value, np.uint8))
-    writer.release()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +88,12 @@ def test_not_a_video(tmp_path: Path) -> None:
 
 
 def test_zero_length_clip(tmp_path: Path) -> None:
-    empty = write_video(tmp_path / "empty.mp4", 0)
+    empty = blank_video(tmp_path / "empty.mp4", 0)
     expect_error(run_cli(empty, "-o", tmp_path / "x.bvh"), EmptyClip, tmp_path, ["empty.mp4"])
 
 
 def test_no_person(tmp_path: Path) -> None:
-    blank = write_video(tmp_path / "blank.mp4", 15)
+    blank = blank_video(tmp_path / "blank.mp4", 15, value=90)
     expect_error(run_cli(blank, "-o", tmp_path / "x.bvh"), NoPersonFound, tmp_path, ["blank.mp4"])
 
 
