@@ -18,7 +18,7 @@ from typing import IO, Any, Protocol
 from core import __version__
 
 PROTOCOL_VERSION = 1
-STAGES = ("decode", "detect", "lift", "filter", "solve", "write")
+STAGES = ("detect", "lift", "filter", "solve", "write")  # detect includes decoding the video
 
 
 class Reporter(Protocol):

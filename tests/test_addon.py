@@ -455,6 +455,25 @@ def test_cancel_mid_run_kills_core_and_leaves_scene_unchanged(ext, imported, bal
     assert counts() == before
 
 
+def test_job_progress_follows_the_core_stages_to_done(ext, balance_clip: Path, tmp_path: Path) -> None:
+    """The real core's JSON lines drive the job's state: stages in the core's order, a fraction that never goes
+    back, and 1.0 with the output at the end."""
+    job_mod = submodule(ext, "job")
+    interpreter = submodule(ext, "interpreter")
+    job = job_mod.CoreJob(interpreter.find_python(), balance_clip, tmp_path / "m.npz",
+                          job_mod.CoreOptions(start_s=0.0, end_s=0.3)).start()
+    fractions = []
+    deadline = time.monotonic() + 120
+    while job.poll():
+        fractions.append(job.state.fraction)
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    fractions.append(job.state.fraction)
+    assert job.result() == (tmp_path / "m.npz")
+    assert [stage for stage, _ in job.state.stages] == list(job_mod.STAGE_WEIGHTS)
+    assert all(b >= a for a, b in zip(fractions, fractions[1:])) and fractions[-1] == 1.0
+
+
 def test_check_reports_core_version_or_fix(ext) -> None:
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.python_path = ""
