@@ -87,7 +87,9 @@ class TqdmReporter:
 
     def stage(self, name: str, total: int) -> None:
         self._close()
-        self._bar = self._tqdm(total=total, desc=f"{name:>7}", unit="frame", dynamic_ncols=True, leave=True)
+        # delay: stages that finish at once (all but detection, usually) leave no bar behind
+        self._bar = self._tqdm(total=total, desc=f"{name:>7}", unit="frame", dynamic_ncols=True, leave=True,
+                               delay=0.5)
 
     def update(self, frame: int) -> None:
         if self._bar is not None:
