@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core.atomic import atomic_path
-from core.errors import BadRange, NoPersonFound
+from core.errors import BadRange, MimicError, NoPersonFound
 from core.person import PersonRule, PersonTracker, parse_person
 from core.progress import NullReporter, Reporter
 from core.video import VideoInfo, check_range, frames_of, probe
@@ -202,7 +202,7 @@ def _video_json(info: VideoInfo) -> dict[str, Any]:
 def _save(path: Path, det: Detections) -> None:
     """Write `det` as an .npz (no pickles) atomically; a cache that cannot be written is skipped silently."""
     meta = {"width": det.width, "height": det.height, "fps": det.fps, "info": det.info}
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, MimicError):  # a read-only or full cache folder must not fail the run
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, times=det.times, image=det.image, world=det.world, present=det.present, meta_json=json.dumps(meta))
@@ -216,7 +216,7 @@ def _load(path: Path, info: VideoInfo) -> Detections | None:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta_json"]))
             arrays = {name: data[name] for name in ("times", "image", "world", "present")}
-    except (OSError, ValueError, KeyError):
+    except Exception:  # noqa: BLE001 - any unreadable cache file (truncated zip, empty file, old format) is recomputed
         return None
     meta["info"]["video"] = _video_json(info)  # the same content may sit at another path now
     return Detections(**arrays, width=meta["width"], height=meta["height"], fps=meta["fps"], info=meta["info"])

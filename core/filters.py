@@ -115,4 +115,7 @@ def resample(times: np.ndarray, x: np.ndarray, fps: float) -> tuple[np.ndarray, 
     if x.dtype == bool:
         return grid, np.where((t < 0.5).reshape(-1, *([1] * (x.ndim - 1))), x[lo], x[hi])
     t = t.reshape(-1, *([1] * (x.ndim - 1)))
-    return grid, x[lo] + t * (x[hi] - x[lo])
+    # Next to a missing (NaN) sample take the nearest one, so a valid sample on the grid stays valid.
+    blend = (1.0 - t) * x[lo] + t * x[hi]
+    nearest = np.where(t < 0.5, x[lo], x[hi])
+    return grid, np.where(np.isnan(blend), nearest, blend)

@@ -63,8 +63,9 @@ def _uniform_detections(det: "Detections") -> "Detections":  # noqa: F821
         return det
     times, image = resample(det.times, det.image, det.fps)
     _, world = resample(det.times, det.world, det.fps)
-    _, present = resample(det.times, det.present.astype(np.float64), det.fps)
-    return replace(det, times=times, image=image, world=world, present=present > 0.5)
+    _, present = resample(det.times, det.present, det.fps)
+    present &= np.isfinite(image[:, 0, 0])
+    return replace(det, times=times, image=image, world=world, present=present)
 
 
 def describe_gaps(gaps: list[Gap], valid: np.ndarray, fps: float) -> list[str]:

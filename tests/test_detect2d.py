@@ -14,7 +14,7 @@ import pytest
 
 from core import detect2d, person
 from core.detect2d import Detections, detect
-from core.errors import BadRange, InputNotFound, NoPersonFound
+from core.errors import BadRange, InputNotFound, NoPersonFound, OutputNotWritable
 from core.person import parse_person
 
 L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 11, 12, 13, 14, 15, 16
@@ -175,10 +175,28 @@ def test_cache_location_and_corrupt_file(balance_clip: Path, tmp_path: Path, mon
     det = detect(balance_clip, start_s=1.5)
     files = list((tmp_path / "env-cache" / "detect").glob("*.npz"))
     assert len(files) == 1 and det.num_frames == 10
-    files[0].write_bytes(b"truncated")
-    again = detect(balance_clip, start_s=1.5)  # an unreadable cache file is recomputed and replaced
-    assert np.array_equal(again.image, det.image, equal_nan=True) and files[0].stat().st_size > 1000
+    whole = files[0].read_bytes()
+    for broken in (b"truncated", whole[: len(whole) // 2], b""):  # not a zip, a half-written zip, an empty file
+        files[0].write_bytes(broken)
+        again = detect(balance_clip, start_s=1.5)  # an unreadable cache file is recomputed and replaced
+        assert np.array_equal(again.image, det.image, equal_nan=True) and files[0].stat().st_size > 1000
     assert [p.name for p in files[0].parent.iterdir()] == [files[0].name]  # no temp files left
+
+
+def test_unwritable_cache_does_not_fail_detection(balance_clip: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache that cannot be written (a file in the folder's place; a folder refusing temp files, which root
+    cannot provoke with permissions, so the atomic writer is made to refuse) is skipped, not a failed run."""
+    blocked = tmp_path / "cache"
+    blocked.mkdir()
+    (blocked / "detect").write_text("a file where the cache folder should be")
+    assert detect(balance_clip, start_s=1.5, cache_dir=blocked).num_frames == 10
+
+    def refuse(path: Path) -> None:
+        raise OutputNotWritable(f"Cannot write into {path.parent}.", "")
+
+    monkeypatch.setattr(detect2d, "atomic_path", refuse)
+    assert detect(balance_clip, start_s=1.5, cache_dir=tmp_path / "other").num_frames == 10
 
 
 def test_no_cache_writes_nothing(balance_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

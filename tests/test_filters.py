@@ -138,3 +138,13 @@ def test_resample_booleans_take_the_nearest_sample() -> None:
     np.testing.assert_allclose(grid, [0.0, 0.1, 0.2, 0.3, 0.4])
     np.testing.assert_array_equal(out, [True, False, False, True, False])
     assert out.dtype == bool
+
+
+def test_resample_keeps_a_valid_sample_next_to_a_missing_one() -> None:
+    """Variable frame rate with a dropout: grid points that sit on (or nearest to) a valid sample stay valid."""
+    times = np.array([0.0, 1.0, 2.0, 2.5, 4.0]) / 30
+    x = np.array([[0.0], [1.0], [2.0], [np.nan], [4.0]])
+    grid, y = resample(times, x, 30.0)
+    assert np.allclose(grid * 30, [0, 1, 2, 3, 4])
+    assert np.allclose(y[[0, 1, 2, 4], 0], [0, 1, 2, 4])
+    assert np.isnan(y[3, 0])
