@@ -65,6 +65,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -150,3 +151,10 @@ def export_fbx(context: bpy.types.Context, obj: bpy.types.Object, path: str | Pa
         if "FINISHED" not in result:
             raise ExportError(f"Blender's FBX exporter did not write {path}.")
     return path
+
+
+def _umask() -> int:
+    """The process's file-creation mask (os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

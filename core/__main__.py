@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import traceback
@@ -29,6 +30,17 @@ def _person(value: str) -> str | int:
     return index
 
 
+def _non_negative(value: str) -> float:
+    """A finite number of 0 or more (seconds, Hz), or a usage error."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a finite number of 0 or more")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     from core.lift import DEFAULT_LIFTER, LIFTERS
     from core.pipeline import ConvertOptions
@@ -38,14 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 "animation (BVH, or a Mimic motion file for the Blender add-on).")
     p.add_argument("video", nargs="?", type=Path, help=f"input video (default: the sample clip {DEFAULT_CLIP.name})")
     p.add_argument("-o", "--output", type=Path, help="output .bvh or .npz (default: out/<clip>.bvh)")
-    p.add_argument("--start", type=float, default=d.start_s, metavar="SECONDS", help="start of the range to convert")
-    p.add_argument("--end", type=float, default=d.end_s, metavar="SECONDS", help="end of the range to convert")
+    p.add_argument("--start", type=_non_negative, default=d.start_s, metavar="SECONDS", help="start of the range to convert")
+    p.add_argument("--end", type=_non_negative, default=d.end_s, metavar="SECONDS", help="end of the range to convert")
     p.add_argument("--person", type=_person, default=d.person,
                    help="who to track: largest (default), left, right, or an index counted from the left (0, 1, …)")
     p.add_argument("--lifter", choices=sorted(LIFTERS), default=DEFAULT_LIFTER, help="2D→3D lifter")
-    p.add_argument("--cutoff", type=float, default=d.cutoff_hz, metavar="HZ",
+    p.add_argument("--cutoff", type=_non_negative, default=d.cutoff_hz, metavar="HZ",
                    help=f"smoothing low-pass cutoff in Hz, 0 = off (default {d.cutoff_hz:g})")
-    p.add_argument("--max-gap", type=float, default=d.max_gap_s, metavar="SECONDS",
+    p.add_argument("--max-gap", type=_non_negative, default=d.max_gap_s, metavar="SECONDS",
                    help=f"interpolate detection gaps up to this long, hold longer ones (default {d.max_gap_s:g})")
     p.add_argument("--units", choices=("m", "cm"), default=d.units, help="BVH length unit (default m)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")

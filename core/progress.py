@@ -103,8 +103,7 @@ class TqdmReporter:
         print(f"wrote {result.get('output')}", file=sys.stderr)
 
     def error(self, payload: dict[str, Any]) -> None:
-        self._close()
-        print(f"error: {payload['message']}", file=sys.stderr)
+        self._close()  # the CLI prints the message itself, once
 
     def _close(self) -> None:
         if self._bar is not None:

@@ -31,6 +31,12 @@ def json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
@@ -104,6 +110,19 @@ def test_start_past_end(tmp_path: Path, balance_clip: Path) -> None:
 def test_output_folder_missing_or_not_writable(tmp_path: Path, balance_clip: Path) -> None:
     expect_error(run_cli(balance_clip, "-o", tmp_path / "no" / "such" / "x.bvh"), OutputNotWritable, tmp_path)
     expect_error(run_cli(balance_clip, "-o", "/proc/mimic.bvh"), OutputNotWritable)
+
+
+def test_numbers_must_be_finite_and_not_negative(tmp_path: Path, balance_clip: Path) -> None:
+    for option, value in (("--cutoff", "nan"), ("--end", "-1"), ("--max-gap", "inf")):
+        proc = run_cli(balance_clip, "-o", tmp_path / "x.bvh", option, value)
+        assert proc.returncode == 2 and f"argument {option}" in proc.stderr, proc.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_output_gets_the_usual_file_mode(tmp_path: Path, balance_clip: Path) -> None:
+    out = tmp_path / "x.bvh"
+    assert run_cli(balance_clip, "-o", out, "--end", "0.2", "--progress", "none").returncode == 0
+    assert out.stat().st_mode & 0o777 == 0o666 & ~current_umask()
 
 
 def test_unknown_output_format(tmp_path: Path, balance_clip: Path) -> None:
