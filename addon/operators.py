@@ -17,6 +17,12 @@ def active_conversion():  # -> Conversion | None (typed loosely: conversion.py i
     return _ACTIVE.get("conversion")
 
 
+def _status(context: bpy.types.Context, text: str | None) -> None:
+    """Show `text` in the status bar (None restores it)."""
+    if context.workspace is not None:
+        context.workspace.status_text_set(text)
+
+
 def _redraw(context: bpy.types.Context) -> None:
     for window in context.window_manager.windows:
         for area in window.screen.areas:
@@ -90,16 +96,21 @@ class MIMIC_OT_import_video(bpy.types.Operator):
         _ACTIVE["conversion"] = conversion
         wm = context.window_manager
         self._timer = wm.event_timer_add(TIMER_INTERVAL_S, window=context.window)
-        wm.progress_begin(0, 100)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def _end(self, context: bpy.types.Context) -> None:
-        wm = context.window_manager
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
+        context.window_manager.event_timer_remove(self._timer)
+        _status(context, None)
         _ACTIVE.pop("conversion", None)
         _redraw(context)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender ends the modal operator (a file is loaded, the window closes): stop the core, clean up."""
+        conversion = active_conversion()
+        if conversion is not None:
+            conversion.cancel()
+        self._end(context)
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         conversion = active_conversion()
@@ -113,7 +124,8 @@ class MIMIC_OT_import_video(bpy.types.Operator):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         running = conversion.poll()
-        context.window_manager.progress_update(int(100 * conversion.job.state.fraction))
+        state = conversion.job.state
+        _status(context, f"Mimic: {state.label} ({100 * state.fraction:.0f} %) - Esc to cancel")
         _redraw(context)
         if running:
             return {"PASS_THROUGH"}
