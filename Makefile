@@ -6,16 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test bench clean
 
-setup: $(STAMP) .cache/assets.stamp
+setup: $(STAMP)
+	$(PY) tools/fetch_assets.py
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
 	touch $(STAMP)
-
-.cache/assets.stamp: tools/assets.json tools/fetch_assets.py | $(STAMP)
-	$(PY) tools/fetch_assets.py
-	@mkdir -p .cache && touch $@
 
 demo: setup
 	$(PY) -m core --overwrite
@@ -26,5 +23,5 @@ test: setup
 bench: setup
 	$(PY) bench/speed.py
 
-clean:
-	rm -rf out .cache/detect .pytest_cache
+clean:  # outputs and test caches; detections are cached in $$MIMIC_CACHE_DIR (default ~/.cache/mimic)
+	rm -rf out .pytest_cache
