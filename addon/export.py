@@ -75,7 +75,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 def _action_fcurves(action: bpy.types.Action, slot: object) -> list[bpy.types.FCurve]:
     """The F-curves `slot` animates in `action` (Blender 4.4+ layered actions), or all of a legacy action's."""
-    if not hasattr(action, "layers"):
+    if bpy.app.version < (4, 4, 0):
         return list(action.fcurves)
     from bpy_extras import anim_utils
 

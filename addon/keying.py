@@ -63,7 +63,7 @@ def new_action(obj: bpy.types.Object, name: str) -> tuple[bpy.types.Action, bpy.
     """A new action for `obj` and the F-curve collection to fill: a layered action with one slot on Blender
     4.4+, the legacy `action.fcurves` before."""
     action = bpy.data.actions.new(name)
-    if hasattr(action, "layers"):
+    if bpy.app.version >= (4, 4, 0):  # 4.3 has experimental layers with another slots API: use the legacy one there
         slot = action.slots.new(id_type="OBJECT", name=obj.name)
         strip = action.layers.new("Mimic").strips.new(type="KEYFRAME")
         return action, strip.channelbag(slot, ensure=True).fcurves
@@ -82,9 +82,12 @@ def _key_channel(fcurves: bpy.types.bpy_prop_collection, data_path: str, index: 
                  frames: np.ndarray, values: np.ndarray) -> None:
     """One F-curve with len(frames) linear keys, set in bulk."""
     try:
-        fcurve = fcurves.new(data_path, index=index, group_name=group)
-    except TypeError:  # Blender before 4.4: legacy action.fcurves
-        fcurve = fcurves.new(data_path, index=index, action_group=group)
+        fcurve = fcurves.new(data_path, index=index, group_name=group)  # Blender 5.0+
+    except TypeError:
+        try:  # Blender before 4.4: legacy action.fcurves
+            fcurve = fcurves.new(data_path, index=index, action_group=group)
+        except TypeError:  # Blender 4.4-4.5: channelbag F-curves take no group (grouping is only for display)
+            fcurve = fcurves.new(data_path, index=index)
     points = fcurve.keyframe_points
     points.add(len(frames))
     co = np.empty(2 * len(frames), dtype=np.float32)

@@ -564,7 +564,10 @@ def _key(action: bpy.types.Action, target: bpy.types.Object, path: str, values: 
          group: str) -> None:
     """One F-curve per channel, all keys written at once."""
     for i in range(values.shape[1]):
-        fc = action.fcurve_ensure_for_datablock(target, path, index=i, group_name=group)
+        if hasattr(action, "fcurve_ensure_for_datablock"):  # Blender 4.4+
+            fc = action.fcurve_ensure_for_datablock(target, path, index=i, group_name=group)
+        else:
+            fc = action.fcurves.find(path, index=i) or action.fcurves.new(path, index=i, action_group=group)
         fc.keyframe_points.add(len(frames))
         fc.keyframe_points.foreach_set("co", np.column_stack([frames, values[:, i]]).astype(np.float32).ravel())
         fc.update()

@@ -302,6 +302,9 @@ def _check_armature(obj: bpy.types.Object) -> list[str]:
 
 
 def _fcurves(action: bpy.types.Action) -> list[bpy.types.FCurve]:
+    """Every F-curve of `action`: layered actions (Blender 4.4+) or legacy ones."""
+    if bpy.app.version < (4, 4, 0):
+        return list(action.fcurves)
     return [fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags for fc in bag.fcurves]
 
 
