@@ -104,7 +104,8 @@ def cancel_all() -> None:
 
 def core_command(python: str | Path, video: str | Path, output: str | Path, options: CoreOptions) -> list[str]:
     """The argv that converts `video` into `output` (.npz or .bvh) with JSON-lines progress."""
-    return [str(python), "-m", "core", str(video), "-o", str(output), "--progress", "json", *options.to_args()]
+    return [str(python), "-m", "core", str(video), "-o", str(output), "--progress", "json", "--watch-stdin",
+            *options.to_args()]
 
 
 class CoreJob:
@@ -145,7 +146,8 @@ class CoreJob:
         else:
             kwargs["start_new_session"] = True
         try:
-            self._proc = subprocess.Popen(self.argv, cwd=self.root, env=env, stdin=subprocess.DEVNULL,
+            # stdin stays an open pipe: when Blender dies without cleaning up, it closes and the core stops.
+            self._proc = subprocess.Popen(self.argv, cwd=self.root, env=env, stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                           encoding="utf-8", errors="replace", bufsize=1, **kwargs)
         except OSError as exc:
@@ -216,6 +218,8 @@ class CoreJob:
     def _finish(self) -> None:
         assert self._proc is not None
         self.state.returncode = self._proc.wait()
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
         _LIVE.discard(self)
         for thread in self._threads:
             thread.join(timeout=5.0)

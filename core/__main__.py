@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -64,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="run detection again even if cached")
     p.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
                    help="progress display: a bar on a terminal (auto), JSON lines on stdout (json), or none")
+    p.add_argument("--watch-stdin", action="store_true",
+                   help="stop (as if interrupted) when standard input closes: a parent process that runs the core "
+                        "keeps a pipe open, so the core never outlives it")
     p.add_argument("--version", action="version", version=f"mimic {__version__}")
     return p
 
@@ -76,6 +81,18 @@ def _reporter(mode: str) -> Reporter:
     return TqdmReporter()
 
 
+def _interrupt_when_stdin_closes() -> None:
+    """Raise KeyboardInterrupt in the main thread once stdin reaches end of file (the parent has gone), so the run
+    stops through the usual cancel path and leaves no output behind."""
+
+    def watch() -> None:
+        while os.read(0, 1 << 16):  # the raw fd: a daemon thread blocked in sys.stdin's buffer aborts at exit
+            pass
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="mimic-stdin-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging off the terminal
@@ -83,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.pipeline import ConvertOptions, convert
 
     args = build_parser().parse_args(argv)
+    if args.watch_stdin:
+        _interrupt_when_stdin_closes()
     reporter = _reporter(args.progress)
     try:
         video = args.video or DEFAULT_CLIP

@@ -153,3 +153,21 @@ def test_ctrl_c_exits_cleanly_without_output(tmp_path: Path, walk_clip: Path) ->
     assert proc.returncode == Cancelled.exit_code, stderr
     assert json_lines(stdout)[-1]["error"]["type"] == "Cancelled"
     assert leftovers(tmp_path) == []
+
+
+def test_watch_stdin_stops_the_core_when_its_parent_goes(tmp_path: Path, walk_clip: Path) -> None:
+    """With --watch-stdin (what the Blender add-on passes), closing stdin mid-run stops the core like Ctrl-C."""
+    out = tmp_path / "x.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "core", str(walk_clip), "-o", str(out), "--no-cache",
+                             "--progress", "json", "--watch-stdin"], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    for line in proc.stdout:
+        if json.loads(line).get("stage") == "detect" and json.loads(line).get("frame", 0) > 0:
+            break
+    proc.stdin.close()
+    stdout = proc.stdout.read()
+    assert proc.wait(timeout=60) == Cancelled.exit_code
+    assert json_lines(stdout)[-1]["error"]["type"] == "Cancelled"
+    assert leftovers(tmp_path) == []
+
