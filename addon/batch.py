@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import bpy
@@ -213,9 +214,14 @@ def run_batch(args: argparse.Namespace) -> list[ClipResult]:
     options = CoreOptions(start_s=args.start, end_s=args.end, person=str(args.person), cutoff_hz=args.cutoff,
                           lifter=args.lifter)
     results = [ClipResult(clip, outputs_for(clip, args.output, args.formats)) for clip in clips]
+    stems = Counter(clip.stem for clip in clips)
     pending: list[ClipResult] = []
     for r in results:
-        if not args.overwrite and up_to_date(r.clip, r.outputs, rig.inputs):
+        if stems[r.clip.stem] > 1:  # walk.mp4 and walk.mov would both write walk.bvh
+            r.status = "failed"
+            r.message = (f"another clip is also called {r.clip.stem!r}; its outputs would overwrite each other: "
+                         "rename one of them")
+        elif not args.overwrite and up_to_date(r.clip, r.outputs, rig.inputs):
             r.status, r.message = "skipped", "up to date"
         else:
             pending.append(r)

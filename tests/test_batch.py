@@ -93,6 +93,17 @@ def test_batch_as_blender_script_argv_and_errors(tmp_path: Path) -> None:
     assert bad_format.returncode == 2 and "unknown obj" in bad_format.stderr
 
 
+def test_batch_refuses_clips_whose_outputs_would_collide(tmp_path: Path) -> None:
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    blank_video(clips / "walk.mp4", 3)
+    blank_video(clips / "walk.avi", 3)
+    proc = run_batch("--input", str(clips), "--output", str(tmp_path / "out"), "--format", "bvh")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.count("also called 'walk'") == 2
+    assert not list((tmp_path / "out").glob("*.bvh"))
+
+
 RIG_BLEND = """
 import sys
 sys.path.insert(0, {root!r})
