@@ -3,6 +3,7 @@ multi-camera triangulated reference: Pose2Sim's Demo_SinglePerson (4 synchronise
 frames, one man balancing on one leg, Qualisys calibration; fetched by tools/fetch_assets.py).
 
 Usage: .venv/bin/python bench/realworld.py [--min-visibility 0.5] [--check-px 10] [--max-px PX] [--cutoff 6]
+       [--weights core/weights/lifter_tcn.pt]
 
 1. Calibration check: MediaPipe 2D (core.detect2d.detect, person "largest") on all 4 views; every landmark seen
    with visibility >= --min-visibility in 2+ views is triangulated (DLT on undistorted points, bench/multiview.py)
@@ -17,8 +18,9 @@ Usage: .venv/bin/python bench/realworld.py [--min-visibility 0.5] [--check-px 10
    the 3 views other than the lifters' input (independent of the input's own 2D errors); and from all 4 views
    on only the frames where MediaPipe's labels in the input view were right (both lifters are fed those
    swapped labels otherwise, and mirror the body with them).
-3. Each camera in turn is the monocular input: tcn = get_lifter("tcn").lift(det).keypoints, mediapipe =
-   Detections.world, compared on the 19 landmarks both predict (nose, ears, shoulders, elbows, wrists, hips,
+3. Each camera in turn is the monocular input: tcn = TcnLifter().lift(det).keypoints (the shipped lifter: 2D,
+   MediaPipe's per-frame 3D as a hint, keypoints moved onto their 2D rays), tcn-2d = the same network fed the 2D
+   alone, mediapipe = Detections.world, compared on the 19 landmarks both predict (nose, ears, shoulders, elbows, wrists, hips,
    knees, ankles, heels, foot_index) and on the 12 limb joints alone:
    - PA-MPJPE: per-frame similarity Procrustes (rotation, translation, scale);
    - rigid/frame: MPJPE after a per-frame rotation + translation, no scale (on the pelvis-relative pose; the
@@ -29,8 +31,8 @@ Usage: .venv/bin/python bench/realworld.py [--min-visibility 0.5] [--check-px 10
      rigid/clip-aligned pelvis-relative poses, where three consecutive frames are valid;
    - bone CV: mean over the lifter layout's bones among these landmarks of the length's coefficient of variation
      across frames (%), as in bench/lifter.py; bone err: mean |length - reference length| per frame (mm).
-   Means over the 4 cameras, the ratio tcn / mediapipe (below 1: tcn is better), and the reference's own mean
-   acceleration and bone CV (the floor those two metrics are measured against).
+   Means over the 4 cameras, the ratios tcn / mediapipe and tcn-2d / mediapipe (below 1: better than MediaPipe),
+   and the reference's own mean acceleration and bone CV (the floor those two metrics are measured against).
 4. Left/right consistency (core.sides.fix_swaps, the pipeline's step after detection), per camera: frames whose
    labels the multi-view check (fix_labels, any of torso/arms/legs) finds swapped before and after the fix, the
    frames the fix relabelled (it sees only its own camera), and both lifters' PA-MPJPE before -> after against
@@ -45,7 +47,9 @@ Caveats (the metrics are not all equally well defined here):
 - The reference has its own noise: MediaPipe 2D scatters by ~15 px between views (printed), a few cm. Its
   residual jitter after the low-pass is printed; without the low-pass (--cutoff 0) its jitter (~85 m/s²)
   swamps the accel metric.
-- With the all-views reference the input view's 2D is one of its 4 views, which flatters both lifters equally.
+- With the all-views reference the input view's 2D is one of its 4 views. That flatters tcn more than MediaPipe:
+  tcn places seen keypoints on the input's 2D rays (core.lift.rays). The reference from the 3 other views is
+  independent of the input's 2D and is the fair comparison; quote that one.
 - No scale is fitted in the rigid metrics: both lifters output metric bodies (MediaPipe's world landmarks have
   an average adult's size; tcn's size comes from its training bodies), so a body-size error counts there, not in
   PA-MPJPE.
@@ -73,7 +77,7 @@ sys.path.insert(0, str(ROOT))
 from bench.multiview import (Camera, label_swaps, read_qca, relabel, reprojection_error, triangulate,  # noqa: E402
                              triangulate_robust)  # noqa: E402
 from core.detect2d import Detections, detect  # noqa: E402
-from core.lift import get_lifter  # noqa: E402
+from core.lift.tcn import DEFAULT_WEIGHTS, TcnLifter  # noqa: E402
 from core.filters import fill_gaps, smooth  # noqa: E402
 from core.lift.layout import lifter_layout  # noqa: E402
 from core.sides import fix_swaps  # noqa: E402
@@ -97,6 +101,7 @@ GROUPS = {  # landmark groups whose left/right labels MediaPipe swaps together; 
     "arms": [MP_NAMES.index(n) for n in MP_NAMES[13:23]],
     "legs": [MP_NAMES.index(n) for n in MP_NAMES[25:]],
 }
+LIFTERS = ("tcn", "tcn-2d", "mediapipe")  # the shipped lifter, the same network without MediaPipe's 3D, MediaPipe
 METRICS = ("PA-MPJPE mm", "rigid/frame mm", "rigid/clip mm", "accel m/s^2", "bone CV %", "bone err mm")
 
 
@@ -219,7 +224,7 @@ class Row:
 
 
 def print_table(title: str, rows: list[Row], reference: list[float]) -> None:
-    """One line per camera and lifter, the means over cameras, the ratio tcn / mediapipe, and the reference's own
+    """One line per camera and lifter, the means over cameras, the ratios to mediapipe, and the reference's own
     mean acceleration and bone CV (what the lifters' accel and bone CV are measured against)."""
     print(f"\n{title}")
     head = f"  {'camera':8s} {'lifter':10s}" + "".join(f"{m:>15s}" for m in METRICS)
@@ -229,14 +234,15 @@ def print_table(title: str, rows: list[Row], reference: list[float]) -> None:
         f"{v:15.2f}" if np.isfinite(v) else f"{'':15s}" for v in vals))
     for r in rows:
         line(r.camera, r.lifter, r.values)
-    means = {k: np.mean([r.values for r in rows if r.lifter == k], axis=0) for k in ("tcn", "mediapipe")}
+    means = {k: np.mean([r.values for r in rows if r.lifter == k], axis=0) for k in LIFTERS}
     for k, v in means.items():
         line("mean", k, v)
-    line("ratio", "tcn/mp", means["tcn"] / means["mediapipe"])
+    for k in LIFTERS[:-1]:
+        line("ratio", f"{k}/mp", means[k] / means["mediapipe"])
     line("itself", "reference", [np.nan, np.nan, np.nan, reference[0], reference[1], np.nan])
 
 
-def print_swap_fix(cams: list[Camera], dets: list[Detections], frames: int, swapped: np.ndarray,
+def print_swap_fix(tcn: TcnLifter, cams: list[Camera], dets: list[Detections], frames: int, swapped: np.ndarray,
                    min_visibility: float, ref: np.ndarray, body: list[int], bones: np.ndarray, fps: float,
                    preds: dict[str, list[np.ndarray]]) -> None:
     """Per input camera: frames whose left/right labels are wrong by the multi-view check (fix_labels; any group)
@@ -246,7 +252,6 @@ def print_swap_fix(cams: list[Camera], dets: list[Detections], frames: int, swap
     pixels = np.stack([f.image[:frames, :, :2] for f, _ in fixed]).astype(np.float64)
     use = np.stack([f.image[:frames, :, 2] for f, _ in fixed]) >= min_visibility
     after = np.any(np.stack(list(fix_labels(cams, pixels, use)[2].values())), axis=0)
-    tcn = get_lifter("tcn")
     fixed_preds = {"tcn": [tcn.lift(f).keypoints[:frames, body] for f, _ in fixed],
                    "mediapipe": [f.world[:frames, body].astype(np.float64) for f, _ in fixed]}
     limb = [BODY.index(n) for n in LIMBS]
@@ -271,6 +276,7 @@ def main() -> int:
     p.add_argument("--check-px", type=float, default=10.0, help="calibration check: drop views reprojecting further")
     p.add_argument("--max-px", type=float, default=None, help="reference: drop views reprojecting further (px)")
     p.add_argument("--cutoff", type=float, default=6.0, help="reference low-pass cut-off, Hz (0: none)")
+    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="the tcn lifter's weights")
     a = p.parse_args()
     missing = [str(f) for f in (*VIDEOS, CALIBRATION) if not f.is_file()]
     if missing:
@@ -318,8 +324,10 @@ def main() -> int:
     limb_idx = [BODY.index(n) for n in LIMBS]
     limb_bones = np.array([[limb_idx.index(i), limb_idx.index(j)] for i, j in bones
                            if i in limb_idx and j in limb_idx])
-    tcn = get_lifter("tcn")
+    tcn = TcnLifter(a.weights)
+    tcn_2d = TcnLifter(a.weights, use_hint=False)
     preds = {"tcn": [tcn.lift(d).keypoints[:frames, body] for d in dets],
+             "tcn-2d": [tcn_2d.lift(d).keypoints[:frames, body] for d in dets],
              "mediapipe": [d.world[:frames, body].astype(np.float64) for d in dets]}
     how = (f"labels fixed, {'all views' if a.max_px is None else f'views over {a.max_px:g} px dropped'}, "
            f"low-passed at {a.cutoff:g} Hz" if a.cutoff else "not low-passed")
@@ -328,7 +336,7 @@ def main() -> int:
     print(f"reference ({how}): {100 * np.isfinite(ref_all[..., 0]).mean():.1f}% of landmark-frames, "
           f"spans {height:.2f} m vertically (world Z up)")
 
-    print_swap_fix(cams, dets, frames, swapped, a.min_visibility, ref_all, body, bones, fps, preds)
+    print_swap_fix(tcn, cams, dets, frames, swapped, a.min_visibility, ref_all, body, bones, fps, preds)
 
     variants = (("all 4 views", False, False), ("the 3 views other than the input", True, False),
                 ("all 4 views, only frames where the input's left/right labels were right", False, True))
@@ -342,7 +350,7 @@ def main() -> int:
                                 ("12 limb joints", limb_idx, limb_bones)):
             names = tuple(BODY[i] for i in idx)
             rows = [Row(cam.name, lifter, evaluate(preds[lifter][v][:, idx], refs[v][:, idx], names, bn, fps))
-                    for v, cam in enumerate(cams) for lifter in ("tcn", "mediapipe")]
+                    for v, cam in enumerate(cams) for lifter in LIFTERS]
             own = [(float(np.nanmean(np.linalg.norm(acceleration(pelvis_relative(r[:, idx], names), fps), axis=-1))),
                     bone_stats(r[:, idx], r[:, idx], bn)[0]) for r in refs]
             print_table(f"reference from {label}; {subset}", rows, list(np.mean(own, axis=0)))

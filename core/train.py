@@ -1,14 +1,16 @@
 """Train (and evaluate) the learned lifter on any folder of BVH motion capture.
 
-    python -m core.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt --minutes 36
+    python -m core.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt
     python -m core.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt --eval-only
 
-Every mocap file becomes the lifter's 23 landmarks (core.mocap); each training chunk is seen through a random
-virtual phone camera (height, distance, pitch, roll, yaw around the subject, focal length, portrait or landscape)
-after bone-length scaling, mirroring and playback-speed changes, and its 2D projection gets detector-like errors
-(jitter, slow drift, occluded limbs with low visibility, dropped joints and frames, left/right leg swaps).
-Whole files are held out for validation (a style, plus a fixed 5% of files by name hash); the evaluation uses
-cameras drawn from a separate seed, with clean 2D and with the detector-like noise.
+Every mocap file becomes the lifter's 23 landmarks (core.mocap); each training chunk gets bone-length scaling,
+mirroring, playback-speed changes and limbs turned away from the recorded pose, and is seen through a random virtual
+phone camera (height, distance, pitch, roll, yaw around the subject, focal length, portrait or landscape). Its 2D
+projection gets detector-like errors (jitter, slow drift, occluded limbs with low visibility, dropped joints and
+frames, left/right leg swaps), and most chunks also get a stand-in for MediaPipe's per-frame 3D with that network's
+kinds of error (Synth.hint). Targets are in camera axes, as in VideoPose3D. Whole files are held out for validation
+(a style, plus a fixed 5% of files by name hash); the evaluation uses cameras drawn from a separate seed, with clean
+2D, noisy 2D, and noisy 2D with the 3D stand-in.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import sys
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ import torch
 from core.atomic import atomic_path
 from core.lift.layout import NECK, PELVIS, Layout, lifter_layout
 from core.lift.model import TemporalModel, load_weights, save_weights
-from core.lift.normalize import add_centred
+from core.lift.normalize import INPUT_CHANNELS, add_centred
 from core.lift.tcn import infer
 from core.mocap import MocapSet, load_mocap
 
@@ -40,14 +42,20 @@ DEFAULT_VAL_STYLES = ("youthful", "proud")
 @dataclass(frozen=True)
 class Augment:
     """Ranges of the virtual cameras and augmentations. Lengths in metres, angles in radians; focal is the focal
-    length divided by the image's long side (phones' main cameras and webcams: about 0.6 to 1.0)."""
+    length divided by the image's long side (phones' main cameras and webcams: about 0.6 to 1.0). limb_turn_p: the
+    chance that each arm, each leg and the upper body is turned away from the mocap pose about its shoulder, hip or
+    the pelvis by up to arm_turn, leg_turn, trunk_turn, to reach poses the mocap's gaits and gestures lack.
+    hint_*: how a chunk's stand-in for MediaPipe's per-frame 3D is made from the true pose (see Synth.hint): present
+    with probability hint_p, depth scaled per clip, slowly drifting and white errors (m, scaled towards the
+    extremities), body size off by up to ±hint_scale, turned by up to hint_turn rad, a limb's depth mirrored for a
+    while with probability hint_flip_p."""
 
     speed: tuple[float, float] = (0.7, 1.4)
     global_scale: float = 0.08
     bone_scale: float = 0.06
     mirror_p: float = 0.5
     distance: tuple[float, float] = (2.0, 7.0)
-    height: tuple[float, float] = (0.3, 2.0)
+    height: tuple[float, float] = (0.3, 2.5)
     focal: tuple[float, float] = (0.6, 1.1)
     aspect: tuple[float, float] = (1.33, 1.78)
     portrait_p: float = 0.5
@@ -63,6 +71,17 @@ class Augment:
     drop_p: float = 0.01
     frame_drop_p: float = 0.1
     swap_p: float = 0.05
+    limb_turn_p: float = 0.35
+    arm_turn: float = 1.2
+    leg_turn: float = 0.7
+    trunk_turn: float = 0.4
+    hint_p: float = 0.7
+    hint_depth_gain: tuple[float, float] = (0.6, 1.1)
+    hint_slow: tuple[float, float] = (0.02, 0.08)
+    hint_white: tuple[float, float] = (0.005, 0.02)
+    hint_scale: float = 0.12
+    hint_turn: float = 0.06
+    hint_flip_p: float = 0.3
 
 
 # Detector error grows towards the extremities; MediaPipe's hips are notoriously loose.
@@ -83,7 +102,7 @@ class TrainConfig:
     data: Path
     out: Path
     cache: Path = ROOT / ".cache" / "mocap"
-    minutes: float = 36.0
+    minutes: float = 48.0
     max_steps: int = 0
     batch: int = 24
     chunk: int = 64
@@ -132,6 +151,13 @@ class Synth:
         self.flip = torch.from_numpy(layout.flip)
         self.hips = list(layout.hips)
         self.shoulders = list(layout.shoulders)
+        # (pivot keypoint, keypoints it carries) for the pose variation; the upper body turns about the pelvis.
+        self.arms = [(names.index(f"{s}_shoulder"), torch.tensor([names.index(j) for j in LIMBS[f"{s}_arm"]]))
+                     for s in ("left", "right")]
+        self.leg_chains = [(names.index(f"{s}_hip"), torch.tensor([names.index(j) for j in LIMBS[f"{s}_leg"]]))
+                           for s in ("left", "right")]
+        self.upper = torch.tensor([i for i, n in enumerate(names) if not n.endswith(("hip",) + LIMBS["left_leg"]
+                                                                                          + LIMBS["right_leg"])])
 
     def _u(self, shape: tuple[int, ...], lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(shape, generator=g)
@@ -153,15 +179,75 @@ class Synth:
             out[:, :, k] = dst + k_part[:, self.part_of[k], None, None] * (w[:, :, k] - src)
         return pelvis[:, :, None] + k_all * (out - pelvis[:, :, None])
 
+    def vary_pose(self, w: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Turn arms (about the shoulder), legs (about the hip) and the upper body (about the pelvis) of some chunks
+        by rotations that drift linearly over the chunk, each with probability limb_turn_p; bone lengths are kept."""
+        a = self.aug
+        b, t = w.shape[:2]
+        out = w.clone()
+        ramp = torch.linspace(0.0, 1.0, t)[None, :, None]
+
+        def turn(idx: torch.Tensor, pivot: torch.Tensor, max_angle: float) -> None:
+            r0, r1 = (_random_rotvec(b, max_angle, g) for _ in range(2))
+            on = (torch.rand(b, generator=g) < a.limb_turn_p)[:, None, None]
+            rot = _rotvec_matrix((r0[:, None] + (r1 - r0)[:, None] * ramp) * on)
+            out[:, :, idx] = pivot[:, :, None] + torch.einsum("btij,btkj->btki", rot, out[:, :, idx] - pivot[:, :, None])
+
+        for pivot, chain in self.arms:
+            turn(chain, out[:, :, pivot].clone(), a.arm_turn)
+        for pivot, chain in self.leg_chains:
+            turn(chain, out[:, :, pivot].clone(), a.leg_turn)
+        turn(self.upper, out[:, :, self.hips].mean(2), a.trunk_turn)
+        return out
+
+    def hint(self, pose: torch.Tensor, traj: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """A stand-in for MediaPipe's world landmarks (B, T, K, 3) from the true pelvis-relative pose in camera axes
+        (B, T, K, 3) and the pelvis (B, T, 3). MediaPipe judges the body from a crop around it, as if it stood on the
+        optical axis, so the pose is first turned from the pelvis's viewing ray to the axis; then its errors as
+        measured against multi-view footage: depth guessed worse than the image plane (scaled, drifting, a limb's
+        depth sometimes mirrored), an average body size, frame-to-frame jitter."""
+        a = self.aug
+        b, t, k, _ = pose.shape
+        ray = traj / traj.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        axis = torch.cross(torch.tensor([0.0, 0.0, -1.0]).expand_as(ray), ray, dim=-1)
+        angle = torch.atan2(axis.norm(dim=-1, keepdim=True), -ray[..., 2:])
+        turn = _rotvec_matrix(axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-9) * angle)
+        h = torch.einsum("btji,btkj->btki", turn, pose)
+        if a.hint_flip_p > 0:
+            frames = torch.arange(t)[None]
+            start = torch.randint(0, t, (b,), generator=g)
+            length = torch.randint(5, max(6, t), (b,), generator=g)
+            window = (frames >= start[:, None]) & (frames < (start + length)[:, None])
+            window &= (torch.rand(b, generator=g) < a.hint_flip_p)[:, None]
+            which = torch.randint(0, len(self.limbs), (b,), generator=g)
+            for i, (pivot, limb) in enumerate(zip((*[p for p, _ in self.arms], *[p for p, _ in self.leg_chains]),
+                                                  self.limbs)):
+                on = (window & (which == i)[:, None])[..., None]
+                z = h[:, :, limb, 2]
+                h[:, :, limb, 2] = torch.where(on, 2 * h[:, :, pivot, 2][..., None] - z, z)
+        h = h * torch.tensor([1.0, 1.0, 0.0]) + h * torch.tensor([0.0, 0.0, 1.0]) * self._u((b, 1, 1, 1),
+                                                                                             *a.hint_depth_gain, g)
+        h = h @ _rotvec_matrix(_random_rotvec(b, a.hint_turn, g))[:, None]
+        h = h * self._u((b, 1, 1, 1), 1 - a.hint_scale, 1 + a.hint_scale, g)
+        slow = torch.randn(b, k * 3, t + 14, generator=g)
+        slow = torch.nn.functional.avg_pool1d(slow, 15, stride=1).reshape(b, k, 3, t).permute(0, 3, 1, 2) * 3.87
+        slow = slow * torch.tensor([0.5, 0.5, 1.0]) * self._u((b, 1, 1, 1), *a.hint_slow, g)
+        white = torch.randn(b, t, k, 3, generator=g) * self._u((b, 1, 1, 1), *a.hint_white, g)
+        h = h + (slow + white) * self.noise_scale[:, None]
+        return h - h[:, :, self.hips].mean(2, keepdim=True)
+
     def __call__(self, world: torch.Tensor, g: torch.Generator, augment: bool = True,
-                 noisy: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """world (B, T, K, 3) metres Y up → inputs (B, T, K, 3) u, v, visibility; pose (B, T, K, 3) relative to the
-        pelvis and trajectory (B, T, 3), both in the camera's heading frame (X right, Y up, Z towards camera)."""
+                 noisy: bool = True, hint: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """world (B, T, K, 3) metres Y up → inputs (B, T, K, INPUT_CHANNELS) u, v, visibility and the 3D hint (with
+        probability hint_p, or always / never when `hint` says so); pose (B, T, K, 3) relative to the
+        pelvis and trajectory (B, T, 3), both in camera axes (X image right, Y image up, Z towards the camera), as
+        VideoPose3D predicts: the camera's pitch and roll are visible in 2D only as perspective, so a gravity-aligned
+        target would make the network guess them; the pipeline levels the body afterwards (core.contacts)."""
         a = self.aug
         b, t, k, _ = world.shape
         w = world
         if augment:
-            w = self.scale_bones(w, g)
+            w = self.vary_pose(self.scale_bones(w, g), g)
             mirror = torch.rand(b, generator=g) < a.mirror_p
             mirrored = w[:, :, self.flip] * torch.tensor([-1.0, 1.0, 1.0])
             w = torch.where(mirror[:, None, None, None], mirrored, w)
@@ -198,12 +284,17 @@ class Synth:
         centre = torch.randn(b, 2, generator=g) * a.centre_jitter
         u = f[:, None, None] * x1 / depth + centre[:, None, None, 0]
         v = -f[:, None, None] * y1 / depth + centre[:, None, None, 1]
+        cam = torch.stack([x1, y1, z1], -1)
+        pel_c = cam[:, :, self.hips].mean(2)
         vis = torch.ones(b, t, k)
         if noisy:
-            u, v, vis = self._detector_errors(u, v, f[:, None] / (-pel_h[..., 2]).clamp_min(0.5), half_v, g)
-        inputs = torch.stack([u, v, vis], -1)
-        inputs = inputs * (vis > 0)[..., None]
-        return inputs, ph - pel_h[:, :, None], pel_h
+            u, v, vis = self._detector_errors(u, v, f[:, None] / (-pel_c[..., 2]).clamp_min(0.5), half_v, g)
+        inputs = torch.stack([u, v, vis], -1) * (vis > 0)[..., None]
+        pose = cam - pel_c[:, :, None]
+        on = torch.rand(b, generator=g) < a.hint_p if hint is None else torch.full((b,), hint)
+        on = on[:, None] & (vis > 0).any(-1)  # no person detected, no 3D guess either
+        hinted = torch.cat([self.hint(pose, pel_c, g), torch.ones(b, t, k, 1)], -1) * on[..., None, None]
+        return torch.cat([inputs, hinted], -1), pose, pel_c
 
     def _detector_errors(self, u: torch.Tensor, v: torch.Tensor, per_m: torch.Tensor, half_v: torch.Tensor,
                          g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -256,6 +347,25 @@ class Synth:
         return u, v, vis
 
 
+def _random_rotvec(n: int, max_angle: float, g: torch.Generator) -> torch.Tensor:
+    """(n, 3) rotation vectors: uniform random axis, angle uniform in [0, max_angle] radians."""
+    axis = torch.randn(n, 3, generator=g)
+    axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    return axis * torch.rand(n, 1, generator=g) * max_angle
+
+
+def _rotvec_matrix(r: torch.Tensor) -> torch.Tensor:
+    """Rotation vectors (..., 3) radians → matrices (..., 3, 3) by Rodrigues' formula. Written here rather than with
+    scipy because it runs on torch batches inside the training loop."""
+    angle = r.norm(dim=-1, keepdim=True)
+    k = r / angle.clamp_min(1e-9)
+    zero = torch.zeros_like(k[..., 0])
+    skew = torch.stack([zero, -k[..., 2], k[..., 1], k[..., 2], zero, -k[..., 0], -k[..., 1], k[..., 0], zero],
+                       -1).reshape(*k.shape[:-1], 3, 3)
+    s, c = torch.sin(angle)[..., None], torch.cos(angle)[..., None]
+    return torch.eye(3).expand_as(skew) + s * skew + (1.0 - c) * skew @ skew
+
+
 class ChunkSampler:
     """Random chunks of `length` frames from a MocapSet at random playback speeds, edge-clamped within a file."""
 
@@ -306,17 +416,18 @@ def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
 def evaluate(model: TemporalModel, data: MocapSet, layout: Layout, aug: Augment, cameras: int = 2,
              seed: int = 1234, max_files: int = 0) -> dict[str, Any]:
     """MPJPE / PA-MPJPE (mm) of whole held-out files seen through `cameras` held-out cameras each (drawn from
-    `seed`, never used in training), with clean 2D and with detector-like 2D errors; plus the pelvis trajectory's
+    `seed`, never used in training), from 2D alone (clean, and with detector-like errors) and from noisy 2D with
+    the stand-in for MediaPipe's 3D (Synth.hint); plus the pelvis trajectory's
     error (mm, and relative to its depth) and the acceleration error of the pelvis-relative pose (mm/frame²)."""
     synth = Synth(layout, aug)
     results: dict[str, Any] = {}
     files = range(len(data.names)) if not max_files else range(min(max_files, len(data.names)))
-    for noisy in (False, True):
+    for key, noisy, hint in (("clean", False, False), ("noisy", True, False), ("noisy_hint", True, True)):
         g = torch.Generator().manual_seed(seed)
         errs, pa, traj, rel_traj, accel, frames, accel_frames = [], [], [], [], [], 0, 0
         for i in files:
             clip = torch.from_numpy(data.clip(i)).float()[None].expand(cameras, -1, -1, -1)
-            inputs, pose, tr = synth(clip, g, augment=False, noisy=noisy)
+            inputs, pose, tr = synth(clip, g, augment=False, noisy=noisy, hint=hint)
             pred, pred_tr = infer(model, inputs.numpy(), layout)
             pose_np, tr_np = pose.numpy(), tr.numpy()
             n = pose_np.shape[0] * pose_np.shape[1]
@@ -330,7 +441,6 @@ def evaluate(model: TemporalModel, data: MocapSet, layout: Layout, aug: Augment,
                 accel.append(float(np.linalg.norm(acc_err, axis=-1).mean(-1).sum()))
                 accel_frames += acc_err.shape[0] * acc_err.shape[1]
             frames += n
-        key = "noisy" if noisy else "clean"
         results[key] = {"mpjpe_mm": 1000 * sum(errs) / frames, "pa_mpjpe_mm": 1000 * sum(pa) / frames,
                         "trajectory_mm": 1000 * sum(traj) / frames, "trajectory_rel": sum(rel_traj) / frames,
                         "accel_error_mm_per_frame2": 1000 * sum(accel) / max(accel_frames, 1), "frames": frames}
@@ -352,7 +462,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
     log(f"mocap: {len(data.names)} files, {len(data.keypoints)} frames; train {len(train_idx)} files "
         f"{len(trainset.keypoints)} frames, validation {len(val_idx)} files {len(valset.keypoints)} frames "
         f"({time.monotonic() - t0:.0f} s)")
-    model = TemporalModel(layout.num_keypoints, 5, cfg.filter_widths, cfg.channels, cfg.dropout)
+    model = TemporalModel(layout.num_keypoints, INPUT_CHANNELS + 2, cfg.filter_widths, cfg.channels, cfg.dropout)
     rf = model.receptive_field()
     sampler = ChunkSampler(trainset, cfg.chunk + rf - 1, cfg.augment.speed, cfg.seed)
     synth = Synth(layout, cfg.augment)
@@ -428,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="folder of .bvh files and/or .tar.xz/.zip archives")
     p.add_argument("--out", type=Path, default=ROOT / "core" / "weights" / "lifter_tcn.pt")
     p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "mocap")
-    p.add_argument("--minutes", type=float, default=36.0, help="wall-clock training budget")
+    p.add_argument("--minutes", type=float, default=48.0, help="wall-clock training budget")
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: budget only)")
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--chunk", type=int, default=64, help="output frames per training chunk")
@@ -439,13 +549,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-cameras", type=int, default=2)
+    p.add_argument("--limb-turn-p", type=float, default=Augment.limb_turn_p,
+                   help="chance of turning each limb and the upper body away from the mocap pose (0: off)")
     p.add_argument("--eval-only", action="store_true", help="evaluate the weights at --out on the held-out files")
     a = p.parse_args(argv)
     cfg = TrainConfig(data=a.data, out=a.out, cache=a.cache, minutes=a.minutes if not a.steps else 0.0,
                       max_steps=a.steps, batch=a.batch, chunk=a.chunk, lr=a.lr,
                       filter_widths=tuple(int(w) for w in a.widths.split(",")), channels=a.channels,
                       val_styles=tuple(s for s in a.val_styles.split(",") if s), seed=a.seed, threads=a.threads,
-                      eval_cameras=a.eval_cameras)
+                      eval_cameras=a.eval_cameras, augment=replace(Augment(), limb_turn_p=a.limb_turn_p))
     if a.eval_only:
         torch.set_num_threads(cfg.threads)
         model, meta = load_weights(cfg.out)

@@ -17,7 +17,7 @@ from core.detect2d import Detections
 from core.lift import get_lifter
 from core.lift.layout import lifter_layout
 from core.lift.model import TemporalModel, load_weights, save_weights
-from core.lift.normalize import detections_to_inputs, flip_inputs, flip_pose
+from core.lift.normalize import INPUT_CHANNELS, detections_to_inputs, flip_inputs, flip_pose
 from core.lift.tcn import DEFAULT_WEIGHTS, TcnLifter, infer
 from core.mocap import bvh_keypoints, load_mocap
 from core.motion import Motion
@@ -119,6 +119,62 @@ def test_inference_is_deterministic(shipped: TcnLifter) -> None:
     a = infer(shipped.model, x, LAYOUT)
     b = infer(TcnLifter().model, x, LAYOUT)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_detections_become_inputs_with_mediapipes_3d_as_a_hint() -> None:
+    rng = np.random.default_rng(1)
+    image = np.concatenate([rng.uniform(0, 720, (4, 33, 2)), rng.uniform(0.5, 1.0, (4, 33, 1))], axis=-1)
+    world = rng.normal(scale=0.3, size=(4, 33, 3))
+    image[1, 15, :2] = np.nan  # one landmark not found
+    world[2, 0] = np.nan  # a frame with broken 3D
+    image[3] = np.nan  # no person
+    x = detections_to_inputs(image, world, 1280, 720, LAYOUT)
+    hips = [LAYOUT.mediapipe_index[i] for i in LAYOUT.hips]
+    np.testing.assert_allclose(x[0, :, 3:6], world[0, LAYOUT.mediapipe_index] - world[0, hips].mean(0), atol=1e-6)
+    np.testing.assert_allclose(x[0, :, :2], image[0, LAYOUT.mediapipe_index, :2] / 1280 * 2 - [1.0, 0.5625],
+                               atol=1e-6)
+    assert np.all(x[1, LAYOUT.index("left_wrist"), :3] == 0) and x[1, 0, 6] == 1.0
+    assert np.all(x[2, :, 3:] == 0) and np.all(x[2, :, 2] > 0)  # 2D kept, the broken 3D left out
+    assert np.all(x[3] == 0)
+    assert np.all(detections_to_inputs(image, None, 1280, 720, LAYOUT)[..., 3:] == 0)
+    flipped = flip_inputs(x, LAYOUT)
+    assert np.array_equal(flip_inputs(flipped, LAYOUT), x)
+    left, right = LAYOUT.index("left_hip"), LAYOUT.index("right_hip")
+    assert flipped[0, left, 3] == -x[0, right, 3] and flipped[0, left, 4] == x[0, right, 4]
+
+
+def test_training_targets_are_in_camera_axes_and_pose_variation_keeps_limbs() -> None:
+    world = torch.from_numpy(walk_keypoints(60))[None].expand(8, -1, -1, -1).float()
+    synth = Synth(LAYOUT, Augment())
+    inputs, pose, traj = synth(world, torch.Generator().manual_seed(5), augment=True, noisy=False)
+    # The target projects onto the 2D input through one pinhole per clip: u is affine in x / depth.
+    points = pose + traj[:, :, None]
+    ratio = (points[..., 0] / -points[..., 2]).reshape(8, -1)
+    u = inputs[..., 0].reshape(8, -1)
+    for r, uu in zip(ratio, u):
+        assert abs(np.corrcoef(r.numpy(), uu.numpy())[0, 1]) > 0.99999
+    varied = synth.vary_pose(world, torch.Generator().manual_seed(2))
+    bones = [(LAYOUT.index(a), LAYOUT.index(b)) for a, b in (("left_shoulder", "left_elbow"), ("left_elbow",
+             "left_wrist"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"))]
+    length = lambda w: torch.stack([(w[..., i, :] - w[..., j, :]).norm(dim=-1) for i, j in bones])  # noqa: E731
+    torch.testing.assert_close(length(varied), length(world), atol=1e-5, rtol=0)
+    assert (varied - world).norm(dim=-1).amax() > 0.1  # some limbs really moved
+
+
+def test_hint_stand_in_is_the_pose_turned_to_the_optical_axis_when_noise_is_off() -> None:
+    quiet = Augment(hint_depth_gain=(1.0, 1.0), hint_slow=(0.0, 0.0), hint_white=(0.0, 0.0), hint_scale=0.0,
+                    hint_turn=0.0, hint_flip_p=0.0)
+    pose = torch.from_numpy(walk_keypoints(30))[None].float()
+    pose = pose - pose[:, :, list(LAYOUT.hips)].mean(2, keepdim=True)
+    g = torch.Generator().manual_seed(0)
+    on_axis = Synth(LAYOUT, quiet).hint(pose, torch.tensor([0.0, 0.0, -3.0]).expand(1, 30, 3), g)
+    torch.testing.assert_close(on_axis, pose, atol=1e-5, rtol=0)
+    aside = Synth(LAYOUT, quiet).hint(pose, torch.tensor([3.0, 0.0, -3.0]).expand(1, 30, 3), g)
+    # 45 degrees off the axis to the right: seen from the ray, the body is turned by 45 degrees about Y.
+    turned = pose @ torch.from_numpy(Rotation.from_euler("y", -45, degrees=True).as_matrix()).float()
+    torch.testing.assert_close(aside, turned, atol=1e-5, rtol=0)
+    noisy = Synth(LAYOUT, Augment()).hint(pose, torch.tensor([0.0, 0.0, -3.0]).expand(1, 30, 3), g)
+    assert 0.01 < float((noisy - pose).norm(dim=-1).mean()) < 0.5
 
 
 def test_mocap_landmarks_sit_where_mediapipe_puts_them(tmp_path: Path) -> None:
@@ -230,10 +286,12 @@ def test_lifts_real_video_into_an_upright_travelling_person(balance_clip: Path, 
     assert np.all(np.isfinite(kp))
     names = LAYOUT.names
     nose = kp[:, names.index("nose"), 1]
-    ankles = kp[:, [names.index("left_ankle"), names.index("right_ankle")], 1].mean(1)
-    assert np.all((nose - ankles > 1.0) & (nose - ankles < 2.0))
+    standing = kp[:, [names.index("left_ankle"), names.index("right_ankle")], 1].min(1)  # he lifts one leg
+    # Camera axes (this camera looks 22 degrees down) and a man leaning over his standing leg: head well above feet.
+    assert np.all((nose - standing > 0.7) & (nose - standing < 2.0)) and np.median(nose - standing) > 1.0
     thigh = np.linalg.norm(kp[:, names.index("left_hip")] - kp[:, names.index("left_knee")], axis=-1)
     assert 0.3 < np.median(thigh) < 0.6
     assert np.all(lifted.info["trajectory"][det.present][:, 2] < -1.0)  # in front of the camera
-    x = detections_to_inputs(det.image, det.width, det.height, LAYOUT)
-    assert x.shape == (f, 23, 3) and np.all(np.abs(x[det.present, :, 0]) < 1.5)
+    x = detections_to_inputs(det.image, det.world, det.width, det.height, LAYOUT)
+    assert x.shape == (f, 23, INPUT_CHANNELS) and np.all(np.abs(x[det.present, :, 0]) < 1.5)
+    assert np.all(x[det.present, :, 6] == 1.0)  # MediaPipe's 3D reaches the lifter on every frame with a person

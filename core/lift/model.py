@@ -16,8 +16,8 @@ from core.errors import WeightsMissing
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """num_keypoints: K. in_features: per keypoint (u, v, visibility). filter_widths: temporal kernel per layer, the
-    dilation of layer i is the product of the widths before it. channels: hidden width. dropout: training only."""
+    """num_keypoints: K. in_features: per keypoint (u, v, visibility, ...). filter_widths: temporal kernel per layer,
+    the dilation of layer i is the product of the widths before it. channels: hidden width. dropout: training only."""
 
     num_keypoints: int = 23
     in_features: int = 3
@@ -28,7 +28,7 @@ class ModelConfig:
 
 class TemporalModel(nn.Module):
     """(B, T, K, in_features) → pose (B, T - receptive_field() + 1, K, 3) metres relative to the pelvis, and
-    trajectory (B, T - receptive_field() + 1, 3) metres, the pelvis in camera-heading coordinates."""
+    trajectory (B, T - receptive_field() + 1, 3) metres, the pelvis in camera coordinates."""
 
     def __init__(self, num_keypoints: int = 23, in_features: int = 3, filter_widths: tuple[int, ...] = (3, 3, 3, 3),
                  channels: int = 256, dropout: float = 0.25) -> None:

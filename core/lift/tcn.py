@@ -3,6 +3,7 @@ VideoPose3D-style temporal convolution model trained on mocap (core/train.py, we
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from core.lift.layout import NUM_MEDIAPIPE, Layout, lifter_layout
 from core.errors import WeightsMissing
 from core.lift.model import TemporalModel, load_weights
 from core.lift.normalize import add_centred, detections_to_inputs, flip_inputs, flip_pose
+from core.lift.rays import RaySettings, snap_to_rays
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lifter_tcn.pt"
@@ -24,7 +26,7 @@ def infer(model: TemporalModel, inputs: np.ndarray, layout: Layout, flip: bool =
     """Lift whole sequences at once.
 
     inputs: (F, K, 3) or (N, F, K, 3) normalised u, v, visibility (core.lift.normalize). Returns pose
-    (..., F, K, 3) metres relative to the pelvis and trajectory (..., F, 3) metres, in camera-heading axes
+    (..., F, K, 3) metres relative to the pelvis and trajectory (..., F, 3) metres, in camera axes
     (X image right, Y up, Z towards the camera).
     Edges are padded by repeating the first/last frame so every frame gets an output; with `flip` the mirrored input
     is lifted too and its mirrored result averaged in (test-time augmentation).
@@ -55,7 +57,8 @@ class TcnLifter:
 
     name = "tcn"
 
-    def __init__(self, weights: Path = DEFAULT_WEIGHTS, flip: bool = True) -> None:
+    def __init__(self, weights: Path = DEFAULT_WEIGHTS, flip: bool = True, use_hint: bool = True,
+                 rays: RaySettings | None = RaySettings()) -> None:
         # One thread lifts ~20,000 frames/s here; more OpenMP threads only fight MediaPipe and parallel batch jobs.
         torch.set_num_threads(1)
         self.model, self.meta = load_weights(weights)
@@ -65,13 +68,15 @@ class TcnLifter:
                                  "Retrain them with the current rigs/lifter_layout.json: python -m core.train.")
         self.fps = float(self.meta.get("fps", 30.0))
         self.flip = flip
+        self.use_hint = use_hint
+        self.rays = rays
 
     def lift(self, detections: Detections) -> Lifted:
         """(F, 33, 3) keypoints = trajectory + pelvis-relative pose, metres, Mimic axes; NaN and confidence 0 for
         landmarks the lifter does not predict and for frames without a person."""
         det = detections
         frames = det.num_frames
-        x = detections_to_inputs(det.image, det.width, det.height, self.layout)
+        x = detections_to_inputs(det.image, det.world if self.use_hint else None, det.width, det.height, self.layout)
         stride = max(1, int(round(det.fps / self.fps))) if det.fps and det.fps > 0 else 1
         pose = np.zeros((frames, self.layout.num_keypoints, 3))
         traj = np.full((frames, 3), np.nan)
@@ -79,12 +84,16 @@ class TcnLifter:
         for phase in range(min(stride, frames) if present.any() else 0):
             p, t = infer(self.model, x[phase::stride], self.layout, self.flip)
             pose[phase::stride], traj[phase::stride] = p, t
+        points = pose + traj[:, None, :]
+        if self.rays is not None and present.any():
+            points = snap_to_rays(points, x[..., :2], x[..., 2], det.fps or self.fps, self.rays)
         keypoints = np.full((frames, NUM_MEDIAPIPE, 3), np.nan)
         confidence = np.zeros((frames, NUM_MEDIAPIPE))
-        keypoints[:, self.layout.mediapipe_index] = pose + traj[:, None, :]
+        keypoints[:, self.layout.mediapipe_index] = points
         confidence[:, self.layout.mediapipe_index] = x[..., 2]
         keypoints[~present] = np.nan
         confidence[~present] = 0.0
         info: dict[str, Any] = {"receptive_field": self.model.receptive_field(), "stride": stride,
-                                "flip": self.flip, "trajectory": traj}
+                                "flip": self.flip, "use_hint": self.use_hint, "rays": asdict(self.rays) if self.rays else None,
+                                "trajectory": traj}
         return Lifted(keypoints=keypoints, confidence=confidence, lifter=self.name, info=info)
