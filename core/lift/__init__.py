@@ -48,9 +48,9 @@ def _tcn() -> Lifter:
 
 
 LIFTERS: dict[str, Callable[[], Lifter]] = {"mediapipe": _mediapipe, "tcn": _tcn}
-# MediaPipe's world landmarks stay the default until the learned lifter beats them on real footage: on Pose2Sim's
-# calibrated 4-camera clip (bench/realworld.py) "tcn" is 2x smoother but has 1.4x the pose error.
-DEFAULT_LIFTER = "mediapipe"
+# The learned lifter is the default: on Pose2Sim's calibrated 4-camera clip (bench/realworld.py) it has 0.94x the
+# pose error of MediaPipe's world landmarks and a third of their jitter. "mediapipe" keeps the old path.
+DEFAULT_LIFTER = "tcn"
 
 
 def get_lifter(name: str = DEFAULT_LIFTER) -> Lifter:
