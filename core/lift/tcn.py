@@ -1,5 +1,6 @@
-"""The learned lifter "tcn": MediaPipe 2D keypoints + visibility → 3D keypoints with the root trajectory, with a
-VideoPose3D-style temporal convolution model trained on mocap (core/train.py, weights in core/weights/)."""
+"""The learned lifter "tcn": MediaPipe 2D keypoints + visibility, with MediaPipe's per-frame 3D as a hint → 3D
+keypoints with the root trajectory, by a VideoPose3D-style temporal convolution model trained on mocap (core/train.py,
+weights and model card in core/weights/); well-seen keypoints are then put on their 2D rays (core.lift.rays)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "lifter_tcn.pt"
 def infer(model: TemporalModel, inputs: np.ndarray, layout: Layout, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Lift whole sequences at once.
 
-    inputs: (F, K, 3) or (N, F, K, 3) normalised u, v, visibility (core.lift.normalize). Returns pose
+    inputs: (F, K, INPUT_CHANNELS) or (N, F, K, INPUT_CHANNELS) (core.lift.normalize). Returns pose
     (..., F, K, 3) metres relative to the pelvis and trajectory (..., F, 3) metres, in camera axes
-    (X image right, Y up, Z towards the camera).
+    (X image right, Y image up, Z towards the camera).
     Edges are padded by repeating the first/last frame so every frame gets an output; with `flip` the mirrored input
     is lifted too and its mirrored result averaged in (test-time augmentation).
     """
