@@ -151,11 +151,8 @@ class Synth:
         self.flip = torch.from_numpy(layout.flip)
         self.hips = list(layout.hips)
         self.shoulders = list(layout.shoulders)
-        # (pivot keypoint, keypoints it carries) for the pose variation; the upper body turns about the pelvis.
-        self.arms = [(names.index(f"{s}_shoulder"), torch.tensor([names.index(j) for j in LIMBS[f"{s}_arm"]]))
-                     for s in ("left", "right")]
-        self.leg_chains = [(names.index(f"{s}_hip"), torch.tensor([names.index(j) for j in LIMBS[f"{s}_leg"]]))
-                           for s in ("left", "right")]
+        # The keypoint each limb of LIMBS hangs from (shoulder or hip), for turning it or mirroring its depth.
+        self.limb_pivots = [names.index(limb.replace("arm", "shoulder").replace("leg", "hip")) for limb in LIMBS]
         self.upper = torch.tensor([i for i, n in enumerate(names) if not n.endswith(("hip",) + LIMBS["left_leg"]
                                                                                           + LIMBS["right_leg"])])
 
@@ -193,10 +190,8 @@ class Synth:
             rot = _rotvec_matrix((r0[:, None] + (r1 - r0)[:, None] * ramp) * on)
             out[:, :, idx] = pivot[:, :, None] + torch.einsum("btij,btkj->btki", rot, out[:, :, idx] - pivot[:, :, None])
 
-        for pivot, chain in self.arms:
-            turn(chain, out[:, :, pivot].clone(), a.arm_turn)
-        for pivot, chain in self.leg_chains:
-            turn(chain, out[:, :, pivot].clone(), a.leg_turn)
+        for limb, pivot, chain in zip(LIMBS, self.limb_pivots, self.limbs):
+            turn(chain, out[:, :, pivot].clone(), a.arm_turn if limb.endswith("arm") else a.leg_turn)
         turn(self.upper, out[:, :, self.hips].mean(2), a.trunk_turn)
         return out
 
@@ -220,18 +215,14 @@ class Synth:
             window = (frames >= start[:, None]) & (frames < (start + length)[:, None])
             window &= (torch.rand(b, generator=g) < a.hint_flip_p)[:, None]
             which = torch.randint(0, len(self.limbs), (b,), generator=g)
-            for i, (pivot, limb) in enumerate(zip((*[p for p, _ in self.arms], *[p for p, _ in self.leg_chains]),
-                                                  self.limbs)):
+            for i, (pivot, limb) in enumerate(zip(self.limb_pivots, self.limbs)):
                 on = (window & (which == i)[:, None])[..., None]
                 z = h[:, :, limb, 2]
                 h[:, :, limb, 2] = torch.where(on, 2 * h[:, :, pivot, 2][..., None] - z, z)
-        h = h * torch.tensor([1.0, 1.0, 0.0]) + h * torch.tensor([0.0, 0.0, 1.0]) * self._u((b, 1, 1, 1),
-                                                                                             *a.hint_depth_gain, g)
+        h[..., 2] = h[..., 2] * self._u((b, 1, 1), *a.hint_depth_gain, g)
         h = h @ _rotvec_matrix(_random_rotvec(b, a.hint_turn, g))[:, None]
         h = h * self._u((b, 1, 1, 1), 1 - a.hint_scale, 1 + a.hint_scale, g)
-        slow = torch.randn(b, k * 3, t + 14, generator=g)
-        slow = torch.nn.functional.avg_pool1d(slow, 15, stride=1).reshape(b, k, 3, t).permute(0, 3, 1, 2) * 3.87
-        slow = slow * torch.tensor([0.5, 0.5, 1.0]) * self._u((b, 1, 1, 1), *a.hint_slow, g)
+        slow = _slow_noise(b, t, k, 3, g) * torch.tensor([0.5, 0.5, 1.0]) * self._u((b, 1, 1, 1), *a.hint_slow, g)
         white = torch.randn(b, t, k, 3, generator=g) * self._u((b, 1, 1, 1), *a.hint_white, g)
         h = h + (slow + white) * self.noise_scale[:, None]
         return h - h[:, :, self.hips].mean(2, keepdim=True)
@@ -306,8 +297,7 @@ class Synth:
         sigma = self._u((b, 1, 1, 1), *a.noise, g)
         drift_sigma = self._u((b, 1, 1, 1), *a.drift, g)
         white = torch.randn(b, t, k, 2, generator=g) * sigma
-        slow = torch.randn(b, k * 2, t + 14, generator=g)
-        slow = torch.nn.functional.avg_pool1d(slow, 15, stride=1).reshape(b, k, 2, t).permute(0, 3, 1, 2) * 3.87
+        slow = _slow_noise(b, t, k, 2, g)
         err = (white + slow * drift_sigma) * scale[..., None]
         vis = self._u((b, t, k), 0.8, 1.0, g)
         # Occluded limb over a time window: low visibility, large error, sometimes dropped.
@@ -345,6 +335,12 @@ class Synth:
         u = torch.where(clean[:, None, None], u - err[..., 0], u)
         v = torch.where(clean[:, None, None], v - err[..., 1], v)
         return u, v, vis
+
+
+def _slow_noise(b: int, t: int, k: int, d: int, g: torch.Generator) -> torch.Tensor:
+    """(b, t, k, d) noise that drifts over ~15 frames (a moving average of white noise), unit standard deviation."""
+    white = torch.randn(b, k * d, t + 14, generator=g)
+    return torch.nn.functional.avg_pool1d(white, 15, stride=1).reshape(b, k, d, t).permute(0, 3, 1, 2) * 3.87
 
 
 def _random_rotvec(n: int, max_angle: float, g: torch.Generator) -> torch.Tensor:
