@@ -8,25 +8,22 @@ writes Y-up files, as Unity expects.
 
 from __future__ import annotations
 
-import math
 
 import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from .motionfile import MotionData
+from .common import Motion, axes
 
-#: Object matrix that turns Mimic's Y-up armature space into Blender's Z-up world.
-Y_UP_TO_Z_UP = Matrix.Rotation(math.pi / 2.0, 4, "X")
 #: Tail length (metres) for a leaf joint without an end site; Blender deletes zero-length bones.
 MIN_BONE_LENGTH = 0.02
 
 
-def joint_tails(motion: MotionData) -> np.ndarray:
+def joint_tails(motion: Motion) -> np.ndarray:
     """(J, 3) rest tail per joint, metres, Mimic axes: towards the first child, else the end site, else a stub
     along the parent bone's direction."""
     parents = motion.parents
-    heads = rest_positions(motion)
+    heads = motion.skeleton.rest_positions()
     tails = heads + np.asarray(motion.end_sites, dtype=np.float64)
     for j in range(len(parents)):
         children = np.flatnonzero(parents == j)
@@ -43,21 +40,13 @@ def joint_tails(motion: MotionData) -> np.ndarray:
     return tails
 
 
-def rest_positions(motion: MotionData) -> np.ndarray:
-    """(J, 3) world joint positions of the T-pose rest, metres, Mimic axes."""
-    pos = np.zeros_like(motion.offsets)
-    for j, p in enumerate(motion.parents):
-        pos[j] = motion.offsets[j] if p < 0 else pos[p] + motion.offsets[j]
-    return pos
-
-
 def _roll_axis(direction: np.ndarray) -> Vector:
     """The axis a bone's Z should point along: forward (+Z) unless the bone itself points (nearly) forward."""
     d = direction / max(np.linalg.norm(direction), 1e-12)
     return Vector((0.0, 1.0, 0.0)) if abs(d[2]) > 0.9 else Vector((0.0, 0.0, 1.0))
 
 
-def create_armature(motion: MotionData, name: str, collection: bpy.types.Collection) -> bpy.types.Object:
+def create_armature(motion: Motion, name: str, collection: bpy.types.Collection) -> bpy.types.Object:
     """A new armature object named `name` in `collection` with one bone per joint in T-pose rest.
 
     Bones point from joint to child (Blender's Y axis along the bone), so their rest orientations are *not*
@@ -66,8 +55,8 @@ def create_armature(motion: MotionData, name: str, collection: bpy.types.Collect
     data = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, data)
     collection.objects.link(obj)
-    obj.matrix_world = Y_UP_TO_Z_UP
-    heads = rest_positions(motion)
+    obj.matrix_world = Matrix(axes.Y_UP_TO_Z_UP.tolist())
+    heads = motion.skeleton.rest_positions()
     tails = joint_tails(motion)
     view_layer = bpy.context.view_layer
     previous_active = view_layer.objects.active

@@ -32,7 +32,7 @@ from .export import export_bvh, export_fbx
 from .importer import import_motion
 from .interpreter import InterpreterError, find_python
 from .job import CoreError, CoreJob, CoreOptions
-from .motionfile import read_motion
+from .common import motionfile
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FORMATS = ("bvh", "fbx", "npz")
@@ -168,7 +168,7 @@ def export_clip(motion_path: Path, clip: Path, outputs: list[Path], rig: Rig) ->
     Returns the number of frames."""
     context = bpy.context
     before = {name: set(getattr(bpy.data, name)) for name in ("objects", "armatures", "actions")}
-    motion = read_motion(motion_path)
+    motion = motionfile.load_motion(motion_path)
     try:
         result = import_motion(context, motion, clip.stem, rig.object)
         for out in outputs:

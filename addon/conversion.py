@@ -13,7 +13,7 @@ import bpy
 from .importer import ImportResult, import_motion
 from .interpreter import find_python
 from .job import CoreError, CoreJob, CoreOptions
-from .motionfile import read_motion
+from .common import motionfile
 
 
 def core_env() -> dict[str, str]:
@@ -67,10 +67,10 @@ class Conversion:
             raise
 
     def finish(self, context: bpy.types.Context) -> ImportResult:
-        """Read the core's motion file and build the animation; raises CoreError, MotionFileError, ...; the scene
+        """Read the core's motion file and build the animation; raises CoreError, BadMotionFile, ...; the scene
         is untouched on any failure. Always removes the temp folder."""
         try:
-            motion = read_motion(self.job.result())
+            motion = motionfile.load_motion(self.job.result())
             target = None
             if self.target:
                 target = bpy.data.objects.get(self.target)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
+from .errors import ExportError
 
 BVH_OPTIONS = {"global_scale": 1.0, "rotate_mode": "ZXY", "root_transform_only": True}
 FBX_OPTIONS = {
@@ -29,10 +30,6 @@ FBX_OPTIONS = {
     "primary_bone_axis": "Y", "secondary_bone_axis": "X", "armature_nodetype": "NULL", "use_custom_props": False,
     "path_mode": "AUTO",
 }
-
-
-class ExportError(Exception):
-    """The export could not run; the message says why."""
 
 
 @contextmanager

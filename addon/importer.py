@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import bpy
 
 from .armature import create_armature
-from .keying import key_motion, resample
-from .motionfile import MotionData
+from .keying import key_motion
+from .common import Motion
 
 #: The ID collections an import may add to; anything new in them is removed again on failure.
 TRACKED = ("objects", "armatures", "actions")
@@ -65,7 +65,7 @@ class _SceneSnapshot:
                     self.target.animation_data.action_slot = self.target_slot
 
 
-def import_motion(context: bpy.types.Context, motion: MotionData, name: str, target: bpy.types.Object | None = None,
+def import_motion(context: bpy.types.Context, motion: Motion, name: str, target: bpy.types.Object | None = None,
                   use_scene_fps: bool = False, bone_map: dict[str, str] | None = None) -> ImportResult:
     """Build the animation of `motion` in the scene, named `name` (the clip's name).
 
@@ -78,7 +78,7 @@ def import_motion(context: bpy.types.Context, motion: MotionData, name: str, tar
     snapshot = _SceneSnapshot(scene, target)
     try:
         if use_scene_fps:
-            motion = resample(motion, scene.render.fps / scene.render.fps_base)
+            motion = motion.resampled(scene.render.fps / scene.render.fps_base)
         if target is None:
             obj = create_armature(motion, name, context.collection or scene.collection)
             action = key_motion(obj, motion, name, FRAME_START)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from .errors import InterpreterError
 
 #: The extension (repository) root: the folder holding core/, rigs/ and addon/; the core runs with this cwd.
 EXTENSION_ROOT = Path(__file__).resolve().parent.parent
@@ -14,10 +15,6 @@ PYTHON_ENV = "MIMIC_PYTHON"
 
 FIX_IT = (f"Create it with `python3.11 -m venv .venv && .venv/bin/pip install -r requirements.txt` in "
           f"{EXTENSION_ROOT}, or set the path in Preferences > Add-ons > Mimic.")
-
-
-class InterpreterError(Exception):
-    """No usable Python for the core; the message says how to fix it."""
 
 
 def venv_python(root: Path = EXTENSION_ROOT) -> Path:

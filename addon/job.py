@@ -21,26 +21,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import CoreCancelled, CoreError
+
 #: The core's stages in order (core.progress.STAGES) with their share of the overall progress bar: detection
 #: (decoding + MediaPipe) is nearly all of a conversion's time; the rest takes well under a second.
 STAGE_WEIGHTS = {"detect": 0.9, "lift": 0.04, "filter": 0.02, "solve": 0.02, "write": 0.02}
 PROTOCOL_VERSION = 1
-
-
-class CoreError(Exception):
-    """The core failed; `str()` is its one-line message (problem + fix)."""
-
-    def __init__(self, message: str, kind: str = "CoreError", exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.exit_code = exit_code
-
-
-class CoreCancelled(CoreError):
-    """The user cancelled the conversion."""
-
-    def __init__(self, message: str = "Cancelled; nothing was imported.") -> None:
-        super().__init__(message, "Cancelled", 130)
 
 
 @dataclass(frozen=True)

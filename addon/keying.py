@@ -13,17 +13,8 @@ import bpy
 import numpy as np
 
 from .armature import bone_rest_matrices
-from .motionfile import MotionData
-
-
-def make_continuous(q: np.ndarray) -> np.ndarray:
-    """Flip signs along axis 0 (frames) so consecutive quaternions (F, ..., 4) lie in one hemisphere."""
-    q = np.array(q, dtype=np.float64, copy=True)
-    if len(q) < 2:
-        return q
-    flips = np.cumsum(np.sum(q[1:] * q[:-1], axis=-1) < 0, axis=0) % 2 == 1
-    q[1:][flips] *= -1.0
-    return q
+from .common import Motion
+from .common import rotations as quat
 
 
 def basis_rotations(local_wxyz: np.ndarray, rest: np.ndarray) -> np.ndarray:
@@ -32,31 +23,12 @@ def basis_rotations(local_wxyz: np.ndarray, rest: np.ndarray) -> np.ndarray:
     out = np.empty_like(local_wxyz, dtype=np.float64)
     out[..., 0] = local_wxyz[..., 0]
     out[..., 1:] = np.einsum("jba,fjb->fja", rest, local_wxyz[..., 1:])
-    return make_continuous(out)
+    return quat.make_continuous(out)
 
 
 def root_locations(root_positions: np.ndarray, rest: np.ndarray, head: np.ndarray) -> np.ndarray:
     """Root joint positions (F, 3) metres -> the root pose-bone's location channel (F, 3), in its rest frame."""
     return (root_positions - head) @ rest
-
-
-def resample(motion: MotionData, fps: float) -> MotionData:
-    """`motion` at another frame rate over the same duration: root positions linearly, rotations by normalised
-    linear interpolation between neighbouring frames (fine at video frame rates)."""
-    n_old = motion.num_frames
-    duration = (n_old - 1) / motion.fps
-    n_new = max(int(np.floor(duration * fps + 1e-6)) + 1, 1)
-    t = np.arange(n_new) * motion.fps / fps
-    i0 = np.clip(np.floor(t).astype(np.int64), 0, n_old - 1)
-    i1 = np.clip(i0 + 1, 0, n_old - 1)
-    a = (t - i0)[:, None]
-    root = motion.root_positions[i0] * (1.0 - a) + motion.root_positions[i1] * a
-    rot = make_continuous(motion.rotations)
-    q = rot[i0] * (1.0 - a[:, :, None]) + rot[i1] * a[:, :, None]
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    return MotionData(names=list(motion.names), parents=motion.parents, offsets=motion.offsets,
-                      end_sites=motion.end_sites, rotations=q, root_positions=root, fps=float(fps),
-                      meta=dict(motion.meta), arrays={})
 
 
 def new_action(obj: bpy.types.Object, name: str) -> tuple[bpy.types.Action, bpy.types.bpy_prop_collection]:
@@ -98,7 +70,7 @@ def _key_channel(fcurves: bpy.types.bpy_prop_collection, data_path: str, index: 
     fcurve.update()
 
 
-def key_motion(obj: bpy.types.Object, motion: MotionData, action_name: str, frame_start: int = 1) -> bpy.types.Action:
+def key_motion(obj: bpy.types.Object, motion: Motion, action_name: str, frame_start: int = 1) -> bpy.types.Action:
     """Key `motion` onto armature `obj` (bones named like the motion's joints) as a new action, frames
     frame_start .. frame_start + F - 1, and assign it; returns the action."""
     rest, heads = bone_rest_matrices(obj, motion.names)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import rigmap
+from .errors import RetargetError
 
 if TYPE_CHECKING:
     import bpy
@@ -38,10 +39,6 @@ PRESET_DIR_ENV = "MIMIC_BONE_MAP_DIR"
 #: Constraint types that replace a bone's own rotation: keys on such a bone would not show.
 OVERRIDING_CONSTRAINTS = frozenset({"COPY_TRANSFORMS", "COPY_ROTATION", "CHILD_OF", "ARMATURE", "IK", "SPLINE_IK",
                                     "DAMPED_TRACK", "LOCKED_TRACK", "TRACK_TO", "STRETCH_TO", "TRANSFORM"})
-
-
-class RetargetError(Exception):
-    """Retargeting cannot run on this target (not an armature, NLA tweak mode, unusable bone map...)."""
 
 
 # --- quaternions (w-x-y-z, (..., 4)) ------------------------------------------------------------------------------

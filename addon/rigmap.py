@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from .errors import RigMapError
 
 RIGS_DIR = Path(__file__).resolve().parent.parent / "rigs"
 PRESET_FORMAT = "mimic_bone_map"
@@ -31,10 +32,6 @@ SIGNATURE_WEIGHT = 4.0
 _SIDE_WORDS = {"l": "L", "left": "L", "r": "R", "right": "R"}
 _SIDE_CHARS = {"左": "L", "右": "R"}
 _TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+|[^\W\dA-Za-z_]+")
-
-
-class RigMapError(Exception):
-    """The armature cannot be mapped onto the humanoid (required bones missing, or a bad bone map / preset)."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ import bpy
 import numpy as np
 
 from . import retarget, rigmap
-from .motionfile import MotionData
+from .common import Motion, skeleton
+from .errors import UnityCheckError
 
 #: How far a rest limb may point from the T-pose direction and still count as T-pose (degrees).
 TPOSE_LIMB_DEG = 10.0
@@ -31,13 +32,9 @@ FBX_AXES = {"UpAxis": 1, "UpAxisSign": 1, "FrontAxis": 2, "FrontAxisSign": 1, "C
 FBX_UNIT_SCALE = 100.0
 
 
-class UnityCheckError(Exception):
-    """An FBX breaks Unity Humanoid requirements; the message lists each problem and what to do."""
-
-
 # --- the Unity skeleton ----------------------------------------------------------------------------------------------
 
-def tpose_skeleton(obj: bpy.types.Object, bone_map: dict[str, str]) -> MotionData:
+def tpose_skeleton(obj: bpy.types.Object, bone_map: dict[str, str]) -> Motion:
     """Mimic's humanoid (Unity names) in T-pose with the bone lengths of armature `obj`'s mapped bones and the ankles
     as high above the floor as `obj`'s are above the lowest point of its feet (so it stands on y = 0 whatever the
     rig's placement). Joints the map lacks are left out (their children hang on the nearest mapped ancestor).
@@ -72,9 +69,9 @@ def tpose_skeleton(obj: bpy.types.Object, bone_map: dict[str, str]) -> MotionDat
     offsets[0] = np.array([0.0, ankle - float(np.mean(below)), 0.0])
     rotations = np.zeros((1, len(names), 4))
     rotations[..., 0] = 1.0
-    return MotionData(names=names, parents=np.array(parents), offsets=np.array(offsets, dtype=np.float64),
-                      end_sites=np.array(ends, dtype=np.float64), rotations=rotations,
-                      root_positions=np.array([offsets[0]], dtype=np.float64), fps=24.0)
+    bones = skeleton.Skeleton(tuple(names), np.array(parents), np.array(offsets, dtype=np.float64),
+                              np.array(ends, dtype=np.float64))
+    return Motion(skeleton=bones, fps=24.0, rotations=rotations, root_positions=np.array([offsets[0]]))
 
 
 def _world(world: np.ndarray, p: object) -> np.ndarray:

@@ -22,11 +22,11 @@ from scipy.spatial.transform import Rotation  # noqa: E402
 
 from addon.armature import create_armature  # noqa: E402
 from addon.keying import key_motion  # noqa: E402
-from addon.motionfile import read_motion  # noqa: E402
+
 from core.bvh import write_bvh  # noqa: E402
-from core.motion import Motion, save_motion  # noqa: E402
-from core.rotations import to_wxyz  # noqa: E402
-from core.skeleton import Skeleton, humanoid  # noqa: E402
+from core.common.motionfile import Motion, load_motion, save_motion  # noqa: E402
+from core.scipy_rotations import to_wxyz  # noqa: E402
+from core.common.skeleton import Skeleton, humanoid  # noqa: E402
 
 TARGET_S = 2.0
 #: Four leaf joints added to the 21-joint humanoid to make 25 bones: (name, parent, offset metres).
@@ -64,7 +64,7 @@ def main() -> None:
         npz, bvh = Path(tmp) / "bench.npz", Path(tmp) / "bench.bvh"
         save_motion(motion, npz)
         write_bvh(bvh, motion)
-        data = read_motion(npz)
+        data = load_motion(npz)
 
         bpy.ops.wm.read_factory_settings(use_empty=True)
         scene = bpy.context.scene

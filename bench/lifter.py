@@ -27,7 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.detect2d import Detections, detect  # noqa: E402
+from core.detect2d import detect
+from core.detections import Detections  # noqa: E402
 from core.lift.layout import lifter_layout  # noqa: E402
 from core.lift.tcn import DEFAULT_WEIGHTS, TcnLifter  # noqa: E402
 

@@ -76,7 +76,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.multiview import (Camera, label_swaps, read_qca, relabel, reprojection_error, triangulate,  # noqa: E402
                              triangulate_robust)  # noqa: E402
-from core.detect2d import Detections, detect  # noqa: E402
+from core.detect2d import detect
+from core.detections import Detections  # noqa: E402
 from core.lift.tcn import DEFAULT_WEIGHTS, TcnLifter  # noqa: E402
 from core.filters import fill_gaps, smooth  # noqa: E402
 from core.lift.layout import lifter_layout  # noqa: E402

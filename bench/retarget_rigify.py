@@ -23,10 +23,10 @@ import addon_utils  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
 from addon import retarget  # noqa: E402
-from addon.motionfile import read_motion  # noqa: E402
-from core.motion import Motion, save_motion  # noqa: E402
-from core.rotations import to_wxyz  # noqa: E402
-from core.skeleton import humanoid  # noqa: E402
+
+from core.common.motionfile import Motion, load_motion, save_motion  # noqa: E402
+from core.scipy_rotations import to_wxyz  # noqa: E402
+from core.common.skeleton import humanoid  # noqa: E402
 
 #: Canonical joint -> the generated rig's deform bone whose head marks it; aim: the joint each one points at.
 DEFORM = {"Hips": "DEF-spine", "Spine": "DEF-spine.002", "Chest": "DEF-spine.003", "Neck": "DEF-spine.004",
@@ -99,7 +99,7 @@ def main() -> None:
     motion = walk(args.frames)
     with tempfile.TemporaryDirectory() as tmp:
         save_motion(motion, Path(tmp) / "walk.npz")
-        data = read_motion(Path(tmp) / "walk.npz")
+        data = load_motion(Path(tmp) / "walk.npz")
     bpy.ops.wm.read_factory_settings(use_empty=True)
     addon_utils.enable("rigify", default_set=True)
     bpy.ops.object.armature_human_metarig_add()

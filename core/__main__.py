@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from core import __version__
-from core.errors import Cancelled, InputNotFound, MimicError
+from core.common.errors import Cancelled, InputNotFound, MimicError
 from core.progress import JsonReporter, NullReporter, Reporter, TqdmReporter
 
 ROOT = Path(__file__).resolve().parent.parent

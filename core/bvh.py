@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from core.atomic import atomic_path
-from core.errors import BadBvhFile
-from core.motion import Motion
-from core.rotations import from_wxyz, to_wxyz
-from core.skeleton import Skeleton
+from core.common.atomic import atomic_path
+from core.common.errors import BadBvhFile
+from core.common.motionfile import Motion
+from core.scipy_rotations import from_wxyz, to_wxyz
+from core.common.skeleton import Skeleton
 
 UNIT_SCALE = {"m": 1.0, "cm": 100.0}
 

@@ -13,13 +13,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.atomic import atomic_path
-from core.errors import BadRange, MimicError, NoPersonFound
+from core.common import rigs
+from core.common.atomic import atomic_path
+from core.common.errors import BadRange, MimicError, NoPersonFound
+from core.detections import Detections
 from core.person import PersonRule, PersonTracker, parse_person
 from core.progress import NullReporter, Reporter
 from core.video import VideoInfo, check_range, frames_of, probe
 
-NUM_LANDMARKS = 33
 CACHE_FORMAT = 1  # bump when the cached arrays or their meaning change
 
 
@@ -34,33 +35,6 @@ class PoseSettings:
 
 
 POSE = PoseSettings()
-
-
-@dataclass
-class Detections:
-    """MediaPipe Pose results for one clip (F frames, 33 landmarks in MediaPipe's order).
-
-    times: (F,) the frames' real timestamps, seconds from the start of the video file (so a range from start_s
-    begins near start_s; uneven steps in variable-frame-rate video). image: (F, 33, 3) x, y in pixels (NaN where
-    no person) and visibility 0..1. world: (F, 33, 3) MediaPipe world landmarks in Mimic axes (X = x, Y = -y,
-    Z = -z), metres, hip-centred (NaN where no person). present: (F,) bool, a person was found. width, height:
-    frame size in pixels after rotation. fps: the clip's (constant, output) frame rate. info: JSON-able video
-    (VideoInfo fields), start_s, end_s, person, pose settings, mediapipe version, cache_format, candidates
-    (people found when choosing: box x0, y0, x1, y1 pixels, chosen).
-    """
-
-    times: np.ndarray
-    image: np.ndarray
-    world: np.ndarray
-    present: np.ndarray
-    width: int
-    height: int
-    fps: float
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.times.shape[0])
 
 
 def make_pose(static: bool, settings: PoseSettings = POSE) -> Any:
@@ -130,7 +104,7 @@ def _run(
     times: list[float] = []
     image: list[np.ndarray] = []
     world: list[np.ndarray] = []
-    missing = np.full((NUM_LANDMARKS, 3), np.nan)
+    missing = np.full((rigs.num_landmarks(), 3), np.nan)
     tracker = PersonTracker(rule, make_pose, fps=info.fps)
     try:
         with contextlib.closing(frames_of(info, start, end)) as frames:

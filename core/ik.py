@@ -35,9 +35,11 @@ from scipy.spatial.transform import Rotation
 
 from core import contacts
 from core.filters import fill_gaps
-from core.motion import Motion
-from core.rotations import from_wxyz, make_continuous, to_wxyz
-from core.skeleton import RIGS_DIR, Skeleton, load_rig_skeleton
+from core.common.motionfile import Motion
+from core.common.rotations import make_continuous
+from core.scipy_rotations import from_wxyz, to_wxyz
+from core.common import rigs
+from core.common.skeleton import Skeleton, load_rig_skeleton
 
 MIN_CONFIDENCE = 0.5
 SCALE_LIMITS = (0.25, 4.0)  # a bone measured outside this range of the rig's length is a failed measurement
@@ -82,8 +84,8 @@ class IkRig:
 @lru_cache(maxsize=4)
 def load_ik_rig(name: str = "humanoid_ik") -> IkRig:
     """Load IK definitions from rigs/<name>.json (landmark order from rigs/mediapipe_pose.json)."""
-    data = json.loads((RIGS_DIR / f"{name}.json").read_text(encoding="utf-8"))
-    names = tuple(json.loads((RIGS_DIR / "mediapipe_pose.json").read_text(encoding="utf-8"))["landmarks"])
+    data = rigs.load(name)
+    names = rigs.landmark_names()
     skeleton = load_rig_skeleton(data["skeleton"])
     lms = data["landmarks"]
     joint = np.array([skeleton.index(lms[n]["joint"]) for n in names])
@@ -156,7 +158,7 @@ def keypoints_from_pose(rotations: np.ndarray, root_positions: np.ndarray, skele
     skeleton = skeleton or rig.skeleton
     rotations = np.asarray(rotations, dtype=np.float64)
     joints = skeleton.forward_kinematics(rotations, root_positions)
-    world = skeleton.global_rotations_wxyz(rotations)
+    world = skeleton.global_rotations(rotations)
     offsets = _landmark_offsets(rig, scales_of(skeleton, rig))
     frames, k = rotations.shape[0], len(rig.landmark_names)
     rot = from_wxyz(world[:, rig.landmark_joint].reshape(-1, 4))

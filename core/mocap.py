@@ -20,7 +20,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from core.bvh import read_bvh
-from core.errors import BadBvhFile, InputNotFound
+from core.common.errors import BadBvhFile, InputNotFound
 from core.lift.layout import Layout, lifter_layout
 from core.progress import NullReporter, Reporter
 

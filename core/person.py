@@ -18,7 +18,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from core.errors import NoPersonFound
+from core.common.errors import NoPersonFound
 
 PersonRule = Union[str, int]
 PoseFactory = Callable[[bool], Any]  # static_image_mode -> a mediapipe.solutions.pose.Pose-like object

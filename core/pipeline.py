@@ -9,20 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from core import __version__
-from core.atomic import check_output
-from core.errors import UnsupportedOutput
+from core.common.atomic import check_output
+from core.common.errors import UnsupportedOutput
 from core.filters import Gap
 from core.lift import DEFAULT_LIFTER, get_lifter
-from core.motion import Motion, save_motion
+from core.common.motionfile import Motion, save_motion
 from core.progress import NullReporter, Reporter
-from core.skeleton import RIGS_DIR
+from core.common import rigs
 
 OUTPUT_FORMATS = (".bvh", ".npz")
-
-
-def landmark_names() -> list[str]:
-    """MediaPipe Pose's 33 landmark names in index order (rigs/mediapipe_pose.json)."""
-    return json.loads((RIGS_DIR / "mediapipe_pose.json").read_text(encoding="utf-8"))["landmarks"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +68,7 @@ def describe_gaps(gaps: list[Gap], valid: np.ndarray, fps: float) -> list[str]:
 
     Landmarks a lifter never estimates (never valid) are not gaps. valid: (F, K) bool.
     """
-    names = landmark_names()
+    names = list(rigs.landmark_names())
     seen = valid.any(axis=0)
     spans: dict[tuple[int, int], list[str]] = {}
     for gap in gaps:

@@ -23,28 +23,17 @@ from functools import cache
 
 import numpy as np
 
-from core.detect2d import Detections
-from core.skeleton import RIGS_DIR
+from core.detections import Detections
+from core.common import rigs
 
 LAGS = 4  # frames up to this far apart are compared (2**LAGS states per frame)
 TIE_BREAK = 1e-6  # × the switch cost: cost of one relabelled frame, so only where motion cannot tell apart
 DEPTH_MIRROR = np.array([1.0, 1.0, -1.0])  # world landmarks of a relabelled frame: Z -> -Z (hip-centred)
 
 
-@cache
-def mirror_index() -> np.ndarray:
-    """(33,) int: each landmark's left/right counterpart (itself for the midline ones), from the rig's names
-    (left_*/right_*, *_left/*_right)."""
-    names: list[str] = json.loads((RIGS_DIR / "mediapipe_pose.json").read_text(encoding="utf-8"))["landmarks"]
-    swapped = ["_".join({"left": "right", "right": "left"}.get(w, w) for w in n.split("_")) for n in names]
-    out = np.array([names.index(n) for n in swapped])
-    out.setflags(write=False)
-    return out
-
-
 def relabel(det: Detections, flags: np.ndarray) -> Detections:
     """`det` with left and right exchanged in the frames where flags (F,) bool (world depth mirrored there)."""
-    mirror = mirror_index()
+    mirror = rigs.landmark_mirror()
     f = flags[:, None, None]
     image = np.where(f, det.image[:, mirror], det.image)
     world = np.where(f, det.world[:, mirror] * DEPTH_MIRROR.astype(det.world.dtype), det.world)
@@ -69,7 +58,7 @@ def step_costs(image: np.ndarray, world: np.ndarray, lag: int) -> tuple[np.ndarr
     displacement of the paired (left_*/right_*) landmarks, in body sizes (the clip's median shoulder-to-hip
     distance), image plus world. Relabelling both frames costs `same` again, so these two say everything.
     """
-    mirror = mirror_index()
+    mirror = rigs.landmark_mirror()
     paired = np.flatnonzero(mirror != np.arange(mirror.size))
     total_same = np.zeros(image.shape[0] - lag)
     total_cross = np.zeros(image.shape[0] - lag)
@@ -142,9 +131,8 @@ def _min_plus_scan(m: np.ndarray, reverse: bool = False) -> np.ndarray:
 
 def _body_size(points: np.ndarray) -> float:
     """The clip's median mid-shoulder to mid-hip distance of points (N, 33, D), in their units (1 if unknown)."""
-    names: list[str] = json.loads((RIGS_DIR / "mediapipe_pose.json").read_text(encoding="utf-8"))["landmarks"]
-    shoulders = [names.index("left_shoulder"), names.index("right_shoulder")]
-    hips = [names.index("left_hip"), names.index("right_hip")]
+    shoulders = [rigs.landmark_index("left_shoulder"), rigs.landmark_index("right_shoulder")]
+    hips = [rigs.landmark_index("left_hip"), rigs.landmark_index("right_hip")]
     torso = np.linalg.norm(points[:, shoulders].mean(1) - points[:, hips].mean(1), axis=-1)
     size = float(np.nanmedian(torso)) if np.isfinite(torso).any() else 1.0
     return size if size > 0 else 1.0

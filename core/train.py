@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.atomic import atomic_path
+from core.common.atomic import atomic_path
 from core.lift.layout import NECK, PELVIS, Layout, lifter_layout
 from core.lift.model import TemporalModel, load_weights, save_weights
-from core.lift.normalize import INPUT_CHANNELS, add_centred
+from core.lift.model import add_centred
+from core.lift.normalize import INPUT_CHANNELS
 from core.lift.tcn import infer
 from core.mocap import MocapSet, load_mocap
 

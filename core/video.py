@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.errors import BadRange, EmptyClip, InputNotFound, NotAVideo
+from core.common.errors import BadRange, EmptyClip, InputNotFound, NotAVideo
 
 QUEUE_FRAMES = 8  # decoded frames buffered ahead of the consumer (bounded: 8 × a 4K frame ≈ 200 MB at most)
 SEEK_PREROLL_S = 1.0  # seek this far before start_s, then skip forward by timestamp (exact for variable frame rate)

@@ -20,7 +20,7 @@ bpy = pytest.importorskip("bpy")
 import addon_utils  # noqa: E402  (Blender's module, importable once bpy is)
 
 from core.bvh import read_bvh  # noqa: E402
-from core.motion import load_motion  # noqa: E402
+from core.common.motionfile import load_motion  # noqa: E402
 from conftest import blank_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -374,7 +374,7 @@ def test_failure_while_building_removes_everything(imported, ext, monkeypatch: p
 
 
 def _save_copy(motion, path: Path) -> Path:
-    from core.motion import save_motion
+    from core.common.motionfile import save_motion
 
     save_motion(motion, path)
     return path

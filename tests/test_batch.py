@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core.bvh import read_bvh
-from core.motion import load_motion
+from core.common.motionfile import load_motion
 from conftest import blank_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,9 +111,9 @@ import bpy
 import numpy as np
 from addon.armature import create_armature
 from addon.motionfile import read_motion
-from core.motion import Motion, save_motion
-from core.rotations import identity_wxyz
-from core.skeleton import humanoid
+from core.common.motionfile import Motion, save_motion
+from core.common.rotations import identity as identity_wxyz
+from core.common.skeleton import humanoid
 
 sk = humanoid()
 offsets = sk.offsets.copy()

@@ -10,10 +10,10 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from core.bvh import UNIT_SCALE, bvh_to_motion, read_bvh, write_bvh
-from core.errors import BadBvhFile
-from core.motion import Motion
-from core.rotations import from_wxyz, to_wxyz
-from core.skeleton import humanoid
+from core.common.errors import BadBvhFile
+from core.common.motionfile import Motion
+from core.scipy_rotations import from_wxyz, to_wxyz
+from core.common.skeleton import humanoid
 
 FRAMES = 60
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from core.bvh import read_bvh
-from core.errors import (BadRange, Cancelled, EmptyClip, InputNotFound, NoPersonFound, NotAVideo, OutputExists,
+from core.common.errors import (BadRange, Cancelled, EmptyClip, InputNotFound, NoPersonFound, NotAVideo, OutputExists,
                          OutputNotWritable, UnsupportedOutput)
-from core.motion import load_motion
+from core.common.motionfile import load_motion
 from conftest import blank_video
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from core import detect2d, person
-from core.detect2d import Detections, detect
-from core.errors import BadRange, InputNotFound, NoPersonFound, OutputNotWritable
+from core.detect2d import detect
+from core.detections import Detections
+from core.common.errors import BadRange, InputNotFound, NoPersonFound, OutputNotWritable
 from core.person import parse_person
 
 L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 11, 12, 13, 14, 15, 16

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from core.detect2d import Detections
+from core.detections import Detections
 from core.ik import keypoints_from_pose, load_ik_rig, scaled_skeleton, solve
 from core.lift import get_lifter
 from core.lift.mediapipe_world import CameraModel, MediaPipeWorldLifter
-from core.rotations import from_wxyz, to_wxyz
-from core.skeleton import Skeleton
+from core.scipy_rotations import from_wxyz, to_wxyz
+from core.common.skeleton import Skeleton
 
 FPS = 30.0
 RIG = load_ik_rig()
@@ -129,8 +129,8 @@ def test_twists_that_only_the_landmarks_show() -> None:
     moved = np.linalg.norm(keypoints - base, axis=-1).max(axis=0) > 1e-6
     assert {RIG.landmark_names[k] for k in np.flatnonzero(moved)} == {"left_pinky", "left_index", "left_thumb"}
     motion = solve(keypoints, np.ones(keypoints.shape[:2]), FPS, ground=False)
-    world = motion.skeleton.global_rotations_wxyz(motion.rotations)
-    truth = sk.global_rotations_wxyz(turned)
+    world = motion.skeleton.global_rotations(motion.rotations)
+    truth = sk.global_rotations(turned)
     for name in ("Hips", "Chest", "LeftUpperArm", "LeftLowerArm", "LeftHand", "Head", "LeftFoot"):
         j = sk.index(name)
         assert np.degrees(angle_between(world[:, j], truth[:, j]).max()) < 0.01, name

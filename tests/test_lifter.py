@@ -13,16 +13,16 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from core.bvh import write_bvh
-from core.detect2d import Detections
+from core.detections import Detections
 from core.lift import get_lifter
 from core.lift.layout import lifter_layout
 from core.lift.model import TemporalModel, load_weights, save_weights
 from core.lift.normalize import INPUT_CHANNELS, detections_to_inputs, flip_inputs, flip_pose
 from core.lift.tcn import DEFAULT_WEIGHTS, TcnLifter, infer
 from core.mocap import bvh_keypoints, load_mocap
-from core.motion import Motion
-from core.rotations import to_wxyz
-from core.skeleton import humanoid
+from core.common.motionfile import Motion
+from core.scipy_rotations import to_wxyz
+from core.common.skeleton import humanoid
 from core.train import Augment, Synth, TrainConfig, pa_mpjpe, split_files, train
 
 LAYOUT = lifter_layout()

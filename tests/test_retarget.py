@@ -16,9 +16,9 @@ from scipy.spatial.transform import Rotation
 
 from addon import retarget, rigmap
 from addon.motionfile import MotionData, read_motion
-from core.motion import Motion, save_motion
-from core.rotations import to_wxyz
-from core.skeleton import humanoid
+from core.common.motionfile import Motion, save_motion
+from core.scipy_rotations import to_wxyz
+from core.common.skeleton import humanoid
 
 FRAMES = 24
 CHECK_FRAMES = (0, 5, 9, 14, 18, 23)
@@ -80,7 +80,7 @@ def motion(tmp_path_factory: pytest.TempPathFactory) -> MotionData:
 def source_world(motion: MotionData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source joint positions (F, J, 3) and end-site tips (F, J, 3) over frames and at rest (J, 3), Blender axes,
     computed with core's FK (scipy), independently of the code under test."""
-    from core.skeleton import Skeleton
+    from core.common.skeleton import Skeleton
 
     sk = Skeleton(tuple(motion.names), motion.parents, motion.offsets, motion.end_sites)
     pos = sk.forward_kinematics(motion.rotations, motion.root_positions)
@@ -364,7 +364,7 @@ def test_non_humanoid_target_is_refused_with_the_missing_bones(motion: MotionDat
 def test_retarget_action_from_an_armature_and_from_bvh(motion: MotionData, tmp_path: Path) -> None:
     """A motion imported earlier (an animated Mimic-skeleton armature) and a BVH file retarget the same way."""
     from core.bvh import write_bvh
-    from core.skeleton import Skeleton
+    from core.common.skeleton import Skeleton
 
     reset_blender()
     sk = Skeleton(tuple(motion.names), motion.parents, motion.offsets, motion.end_sites)
@@ -443,7 +443,7 @@ def enabled(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
 
 def test_panel_bone_map_presets_and_retarget_action(enabled, motion: MotionData, tmp_path: Path) -> None:
     from core.bvh import write_bvh
-    from core.skeleton import Skeleton
+    from core.common.skeleton import Skeleton
 
     assert bpy.types.MIMIC_PT_retarget.bl_parent_id == "MIMIC_PT_main"
     settings = bpy.context.scene.mimic.retarget

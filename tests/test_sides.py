@@ -8,9 +8,9 @@ import itertools
 import numpy as np
 import pytest
 
-from core.detect2d import Detections
-from core.pipeline import landmark_names
-from core.sides import best_labelling, fix_swaps, mirror_index, relabel, step_costs
+from core.detections import Detections
+from core.common.rigs import landmark_mirror, landmark_names
+from core.sides import best_labelling, fix_swaps, relabel, step_costs
 
 FPS = 30.0
 BASE = {  # (half-width m, height m, forward m) of each landmark of a person standing with arms down, facing +Z
@@ -27,7 +27,7 @@ def track(frames: int = 120, cross_arms: bool = False, seed: int = 0) -> Detecti
     """A person turning and swinging arms and legs, filmed from the front: world (F, 33, 3) m, hip-centred, Mimic
     axes; image (F, 33, 3) orthographic pixels (300 px/m) with visibility 1; small noise."""
     rng = np.random.default_rng(seed)
-    names = landmark_names()
+    names = list(landmark_names())
     words = [n.split("_") for n in names]
     side = np.array([1.0 if "left" in w else -1.0 if "right" in w else 0.0 for w in words])
     part = ["_".join(x for x in w if x not in ("left", "right")) for w in words]
@@ -65,8 +65,8 @@ def swapped(det: Detections, runs: list[tuple[int, int]]) -> tuple[Detections, n
 
 
 def test_mirror_pairs_come_from_the_rig() -> None:
-    names = landmark_names()
-    mirror = mirror_index()
+    names = list(landmark_names())
+    mirror = landmark_mirror()
     assert names[mirror[names.index("left_wrist")]] == "right_wrist"
     assert names[mirror[names.index("mouth_right")]] == "mouth_left"
     assert mirror[names.index("nose")] == names.index("nose")
@@ -97,7 +97,7 @@ def test_swaps_across_frames_without_a_person() -> None:
 @pytest.mark.parametrize("cross_arms", [False, True])
 def test_clean_track_is_left_unchanged(cross_arms: bool) -> None:
     det = track(cross_arms=cross_arms)
-    names = landmark_names()
+    names = list(landmark_names())
     if cross_arms:  # the hands do cross in the image
         dx = det.image[:, names.index("left_wrist"), 0] - det.image[:, names.index("right_wrist"), 0]
         assert dx.max() > 0 > dx.min()

@@ -14,7 +14,7 @@ from test_retarget import (CHECK_FRAMES, MAX_ANGLE_DEG, angle_deg, awkward_armat
 from addon import export, retarget, rigmap, unity
 from addon.motionfile import MotionData, read_motion
 from core.bvh import read_bvh
-from core.motion import save_motion
+from core.common.motionfile import save_motion
 
 LIMBS = [("LeftUpperArm", "LeftLowerArm"), ("LeftLowerArm", "LeftHand"), ("RightUpperArm", "RightLowerArm"),
          ("RightLowerArm", "RightHand"), ("LeftUpperLeg", "LeftLowerLeg"), ("LeftLowerLeg", "LeftFoot"),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core import video
-from core.errors import BadRange, EmptyClip, InputNotFound, NotAVideo
+from core.common.errors import BadRange, EmptyClip, InputNotFound, NotAVideo
 from core.video import iter_frames, probe
 
 # a 3x3 MP4 display matrix (16.16 fixed point, last column 2.30) per clockwise rotation

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from core.detect2d import Detections
+from core.detections import Detections
 
 
 @dataclass

@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from core.skeleton import RIGS_DIR
-
-NUM_MEDIAPIPE = 33
+from core.common import rigs
+from core.common.mirror import mirror_index, sides
 
 
 @dataclass(frozen=True)
@@ -50,27 +49,20 @@ PELVIS, NECK = -1, -2
 @lru_cache(maxsize=1)
 def lifter_layout() -> Layout:
     """The layout the shipped lifter was trained with (rigs/lifter_layout.json)."""
-    data = json.loads((RIGS_DIR / "lifter_layout.json").read_text(encoding="utf-8"))
-    mp_names = json.loads((RIGS_DIR / "mediapipe_pose.json").read_text(encoding="utf-8"))["landmarks"]
+    data = rigs.load("lifter_layout")
     names = tuple(data["landmarks"])
     virtual = {"pelvis": PELVIS, "neck": NECK}
-
-    def mirror(n: str) -> str:
-        if n.startswith("left_"):
-            return "right_" + n[5:]
-        if n.startswith("right_"):
-            return "left_" + n[6:]
-        return n
+    left, right = sides(names)
 
     parents = np.array([virtual.get(data["parents"][n], None) if data["parents"][n] in virtual
                         else names.index(data["parents"][n]) for n in names], dtype=np.int64)
     return Layout(
         names=names,
-        mediapipe_index=np.array([mp_names.index(n) for n in names], dtype=np.int64),
-        flip=np.array([names.index(mirror(n)) for n in names], dtype=np.int64),
+        mediapipe_index=np.array([rigs.landmark_index(n) for n in names], dtype=np.int64),
+        flip=mirror_index(names),
         parents=parents,
-        left=np.array([i for i, n in enumerate(names) if n.startswith("left_")], dtype=np.int64),
-        right=np.array([i for i, n in enumerate(names) if n.startswith("right_")], dtype=np.int64),
+        left=left,
+        right=right,
         hips=(names.index("left_hip"), names.index("right_hip")),
         shoulders=(names.index("left_shoulder"), names.index("right_shoulder")),
         bones=np.array([[names.index(a), names.index(b)] for a, b in data["bones"]], dtype=np.int64),

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from core.detect2d import Detections
+from core.detections import Detections
 from core.filters import fill_gaps, smooth
 from core.lift import Lifted
 

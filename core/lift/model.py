@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.atomic import atomic_path
-from core.errors import WeightsMissing
+from core.common.atomic import atomic_path
+from core.common.errors import WeightsMissing
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,15 @@ def load_weights(path: Path) -> tuple[TemporalModel, dict[str, Any]]:
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model, dict(blob["meta"])
+
+
+def add_centred(x: torch.Tensor) -> torch.Tensor:
+    """(..., K, C) inputs (u, v, visibility first) → (..., K, C + 2): adds u, v centred on the visibility-weighted
+    mean keypoint and divided by the frame's visibility-weighted RMS spread, so the pose's shape reaches the network
+    free of the person's distance and the camera's zoom (the raw u, v still carry position and size for the
+    trajectory)."""
+    vis = x[..., 2:3]
+    w = vis / (vis.sum(-2, keepdim=True) + 1e-6)
+    d = x[..., :2] - (x[..., :2] * w).sum(-2, keepdim=True)
+    spread = ((d * d).sum(-1, keepdim=True) * w).sum(-2, keepdim=True).sqrt()
+    return torch.cat([x, d * (vis > 0) / (spread + 1e-3)], dim=-1)

@@ -10,7 +10,6 @@ keypoint has zero u, v, visibility; a frame without the 3D guess has zeros in th
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from core.lift.layout import Layout
 
@@ -58,15 +57,3 @@ def flip_pose(pose: np.ndarray, layout: Layout | None) -> np.ndarray:
     out = np.array(pose if layout is None else pose[..., layout.flip, :], copy=True)
     out[..., 0] *= -1.0
     return out
-
-
-def add_centred(x: torch.Tensor) -> torch.Tensor:
-    """(..., K, C) inputs (u, v, visibility first) → (..., K, C + 2): adds u, v centred on the visibility-weighted
-    mean keypoint and divided by the frame's visibility-weighted RMS spread, so the pose's shape reaches the network
-    free of the person's distance and the camera's zoom (the raw u, v still carry position and size for the
-    trajectory)."""
-    vis = x[..., 2:3]
-    w = vis / (vis.sum(-2, keepdim=True) + 1e-6)
-    d = x[..., :2] - (x[..., :2] * w).sum(-2, keepdim=True)
-    spread = ((d * d).sum(-1, keepdim=True) * w).sum(-2, keepdim=True).sqrt()
-    return torch.cat([x, d * (vis > 0) / (spread + 1e-3)], dim=-1)

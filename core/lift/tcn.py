@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.detect2d import Detections
+from core.detections import Detections
 from core.lift import Lifted
-from core.lift.layout import NUM_MEDIAPIPE, Layout, lifter_layout
-from core.errors import WeightsMissing
-from core.lift.model import TemporalModel, load_weights
-from core.lift.normalize import add_centred, detections_to_inputs, flip_inputs, flip_pose
+from core.common import rigs
+from core.lift.layout import Layout, lifter_layout
+from core.common.errors import WeightsMissing
+from core.lift.model import TemporalModel, add_centred, load_weights
+from core.lift.normalize import detections_to_inputs, flip_inputs, flip_pose
 from core.lift.rays import RaySettings, snap_to_rays
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -88,8 +89,8 @@ class TcnLifter:
         points = pose + traj[:, None, :]
         if self.rays is not None and present.any():
             points = snap_to_rays(points, x[..., :2], x[..., 2], det.fps or self.fps, self.rays)
-        keypoints = np.full((frames, NUM_MEDIAPIPE, 3), np.nan)
-        confidence = np.zeros((frames, NUM_MEDIAPIPE))
+        keypoints = np.full((frames, rigs.num_landmarks(), 3), np.nan)
+        confidence = np.zeros((frames, rigs.num_landmarks()))
         keypoints[:, self.layout.mediapipe_index] = points
         confidence[:, self.layout.mediapipe_index] = x[..., 2]
         keypoints[~present] = np.nan

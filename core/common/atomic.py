@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.errors import OutputExists, OutputNotWritable
+from core.common.errors import OutputExists, OutputNotWritable
 
 
 def check_output(path: Path, overwrite: bool) -> None:

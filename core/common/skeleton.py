@@ -6,16 +6,12 @@ a T-pose in which every joint frame is aligned to the world, so local rotations 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
-from core.rotations import from_wxyz, to_wxyz
-
-RIGS_DIR = Path(__file__).resolve().parent.parent / "rigs"
+from core.common import rigs
+from core.common import rotations as quat
 
 
 @dataclass(frozen=True)
@@ -70,30 +66,24 @@ class Skeleton:
             pos[j] = self.offsets[j] if p < 0 else pos[p] + self.offsets[j]
         return pos
 
-    def global_rotations(self, rotations: np.ndarray) -> list[Rotation]:
-        """Local rotations (F, J, 4) w-x-y-z -> per joint a Rotation of F world orientations."""
-        rotations = np.asarray(rotations)
-        out: list[Rotation] = []
-        for j, p in enumerate(self.parents):
-            local = from_wxyz(rotations[:, j])
-            out.append(local if p < 0 else out[p] * local)
+    def global_rotations(self, rotations: np.ndarray) -> np.ndarray:
+        """Local rotations (F, J, 4) -> world rotations (F, J, 4), both w-x-y-z (normalised)."""
+        local = quat.normalize(rotations)
+        out = np.empty_like(local)
+        for j, p in enumerate(self.parents):  # a loop over joints, vectorised over frames
+            out[:, j] = local[:, j] if p < 0 else quat.multiply(out[:, p], local[:, j])
         return out
 
     def forward_kinematics(self, rotations: np.ndarray, root_positions: np.ndarray) -> np.ndarray:
         """Local rotations (F, J, 4) w-x-y-z and root positions (F, 3) metres -> world joint positions (F, J, 3)."""
         rotations = np.asarray(rotations, dtype=np.float64)
-        frames = rotations.shape[0]
-        pos = np.zeros((frames, self.num_joints, 3))
+        pos = np.zeros((rotations.shape[0], self.num_joints, 3))
         glob = self.global_rotations(rotations)
         pos[:, 0] = root_positions
         for j in range(1, self.num_joints):
             p = self.parents[j]
-            pos[:, j] = pos[:, p] + glob[p].apply(self.offsets[j])
+            pos[:, j] = pos[:, p] + quat.rotate(glob[:, p], self.offsets[j])
         return pos
-
-    def global_rotations_wxyz(self, rotations: np.ndarray) -> np.ndarray:
-        """Local rotations (F, J, 4) -> world rotations (F, J, 4), both w-x-y-z."""
-        return np.stack([to_wxyz(r) for r in self.global_rotations(rotations)], axis=1)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -111,8 +101,7 @@ class Skeleton:
 
 def load_rig_skeleton(name: str = "humanoid") -> Skeleton:
     """Load a skeleton from `rigs/<name>.json` (joints listed parents first)."""
-    data = json.loads((RIGS_DIR / f"{name}.json").read_text(encoding="utf-8"))
-    joints = data["joints"]
+    joints = rigs.load(name)["joints"]
     names = [j["name"] for j in joints]
     parents = [-1 if j["parent"] is None else names.index(j["parent"]) for j in joints]
     offsets = [j["offset"] for j in joints]

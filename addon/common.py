@@ -1,0 +1,24 @@
+"""The core's numpy-only layer (core/common), imported the same way however the add-on was loaded.
+
+Inside Blender the add-on is `bl_ext.<repository>.mimic.addon` and the layer `bl_ext.<repository>.mimic.core.common`;
+batch runs and tests import the add-on as the top-level package `addon`, and the layer as `core.common`. Only this
+module knows the difference; every other add-on module writes `from .common import rotations`.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+_ROOT = (__package__ or "addon").rpartition(".")[0]
+_LAYER = f"{_ROOT}.core.common" if _ROOT else "core.common"
+
+atomic = import_module(f"{_LAYER}.atomic")
+axes = import_module(f"{_LAYER}.axes")
+errors = import_module(f"{_LAYER}.errors")
+mirror = import_module(f"{_LAYER}.mirror")
+motionfile = import_module(f"{_LAYER}.motionfile")
+rigs = import_module(f"{_LAYER}.rigs")
+rotations = import_module(f"{_LAYER}.rotations")
+skeleton = import_module(f"{_LAYER}.skeleton")
+
+Motion = motionfile.Motion
