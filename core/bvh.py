@@ -8,7 +8,6 @@ channels replace the joint's OFFSET, as in the Bandai-Namco datasets).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,20 +93,35 @@ class BvhData:
         return self.forward()[0]
 
 
-_TOKEN = re.compile(r"\S+")
-
-
 def read_bvh(path: Path) -> BvhData:
-    """Parse a BVH file; BadBvhFile says where it is malformed."""
+    """Parse a BVH file line by line, as Blender's importer does (joint names may hold spaces); BadBvhFile says
+    where it is malformed."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise BadBvhFile(f"Cannot read BVH file {path}: {exc.strerror}.", "Check the path and permissions.") from exc
-    head, sep, motion = text.partition("MOTION")
-    if not sep or "HIERARCHY" not in head:
-        raise BadBvhFile(f"{path} is not a BVH file (no HIERARCHY/MOTION sections).", "Export it again as BVH.")
-    tokens = _TOKEN.findall(head.split("HIERARCHY", 1)[1])
+    lines = [line.split() for line in text.splitlines()]
+    lines = [words for words in lines if words]
+    try:
+        start = next(i for i, w in enumerate(lines) if w[0] == "HIERARCHY")
+        end = next(i for i, w in enumerate(lines) if i > start and w == ["MOTION"])
+    except StopIteration:
+        raise BadBvhFile(f"{path} is not a BVH file (no HIERARCHY/MOTION sections).", "Export it again as BVH.") \
+            from None
+    try:
+        names, parents, offsets, ends, channels = _hierarchy(lines[start + 1:end])
+        frames, frame_time, values = _motion(lines[end + 1:], sum(len(c) for c in channels))
+    except (ValueError, IndexError) as exc:
+        raise BadBvhFile(f"{path} is a malformed BVH file ({exc}).", "Export it again as BVH.") from exc
+    if not names:
+        raise BadBvhFile(f"{path} has no joints.", "Export it again as BVH.")
+    return BvhData(names, np.asarray(parents), np.asarray(offsets), np.asarray(ends), channels, values, frame_time)
+
+
+def _hierarchy(lines: list[list[str]]) -> tuple[list[str], list[int], list[list[float]], list[list[float]],
+                                                 list[list[str]]]:
+    """The HIERARCHY block's lines (split into words) -> names, parents, offsets, end sites, channels."""
     names: list[str] = []
     parents: list[int] = []
     offsets: list[list[float]] = []
@@ -115,54 +129,65 @@ def read_bvh(path: Path) -> BvhData:
     channels: list[list[str]] = []
     stack: list[int] = []
     in_end = False
-    i = 0
-    try:
-        while i < len(tokens):
-            t = tokens[i]
-            if t in ("ROOT", "JOINT"):
-                names.append(tokens[i + 1])
-                parents.append(stack[-1] if stack else -1)
-                offsets.append([0.0, 0.0, 0.0])
-                ends.append([0.0, 0.0, 0.0])
-                channels.append([])
-                i += 2
-            elif t == "End":
-                in_end = True
-                i += 2
-            elif t == "{":
-                if not in_end:
-                    stack.append(len(names) - 1)
-                i += 1
-            elif t == "}":
-                if in_end:
-                    in_end = False
-                else:
-                    stack.pop()
-                i += 1
-            elif t == "OFFSET":
-                vals = [float(v) for v in tokens[i + 1:i + 4]]
-                if in_end:
-                    ends[stack[-1]] = vals
-                else:
-                    offsets[-1] = vals
-                i += 4
-            elif t == "CHANNELS":
-                n = int(tokens[i + 1])
-                channels[-1] = tokens[i + 2:i + 2 + n]
-                i += 2 + n
+    for words in lines:
+        key = words[0]
+        if key in ("ROOT", "JOINT"):
+            if len(words) < 2:
+                raise ValueError(f"{key} without a name")
+            names.append(" ".join(words[1:]))
+            parents.append(stack[-1] if stack else -1)
+            offsets.append([0.0, 0.0, 0.0])
+            ends.append([0.0, 0.0, 0.0])
+            channels.append([])
+        elif key == "End":
+            in_end = True
+        elif key == "{":
+            if not in_end:
+                stack.append(len(names) - 1)
+        elif key == "}":
+            if in_end:
+                in_end = False
             else:
-                raise ValueError(f"unexpected token {t!r}")
-        lines = motion.strip().splitlines()
-        frames = int(lines[0].split(":")[1])
-        frame_time = float(lines[1].split(":")[1])
-        ncols = sum(len(c) for c in channels)
-        values = np.array(" ".join(lines[2:2 + frames]).split(), dtype=np.float64)
-        values = values.reshape(frames, ncols) if frames else np.zeros((0, ncols))
-    except (ValueError, IndexError) as exc:
-        raise BadBvhFile(f"{path} is a malformed BVH file ({exc}).", "Export it again as BVH.") from exc
-    if not names:
-        raise BadBvhFile(f"{path} has no joints.", "Export it again as BVH.")
-    return BvhData(names, np.asarray(parents), np.asarray(offsets), np.asarray(ends), channels, values, frame_time)
+                stack.pop()
+        elif key == "OFFSET":
+            vals = [float(v) for v in words[1:4]]
+            if len(vals) != 3 or not np.all(np.isfinite(vals)):
+                raise ValueError(f"OFFSET needs three finite numbers, got {words[1:]}")
+            if in_end:
+                ends[stack[-1]] = vals
+            else:
+                offsets[-1] = vals
+        elif key == "CHANNELS":
+            n = int(words[1])
+            if len(words) != 2 + n:
+                raise ValueError(f"CHANNELS {n} lists {len(words) - 2} channels")
+            channels[-1] = words[2:]
+        else:
+            raise ValueError(f"unexpected line starting with {key!r}")
+    if stack or in_end:
+        raise ValueError("unbalanced braces")
+    return names, parents, offsets, ends, channels
+
+
+def _motion(lines: list[list[str]], columns: int) -> tuple[int, float, np.ndarray]:
+    """The MOTION block's lines -> frame count, frame time (s), values (F, columns); checked against each other."""
+    if len(lines) < 2 or lines[0][0] != "Frames:" or lines[1][:2] != ["Frame", "Time:"]:
+        raise ValueError("the MOTION block must start with 'Frames:' and 'Frame Time:'")
+    frames = int(lines[0][1])
+    frame_time = float(lines[1][2])
+    if frames < 0:
+        raise ValueError(f"Frames: {frames} is negative")
+    if not np.isfinite(frame_time) or frame_time <= 0:
+        raise ValueError(f"Frame Time: {frame_time} is not a positive number of seconds")
+    rows = lines[2:]
+    if len(rows) < frames:
+        raise ValueError(f"Frames: {frames} but only {len(rows)} rows of motion")
+    values = np.array([v for row in rows[:frames] for v in row], dtype=np.float64)
+    if values.size != frames * columns:
+        raise ValueError(f"{values.size} motion values for {frames} frames of {columns} channels")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("the motion holds NaN or infinite values")
+    return frames, frame_time, values.reshape(frames, columns)
 
 
 def bvh_to_motion(data: BvhData, units: str = "m") -> Motion:
@@ -180,12 +205,14 @@ def write_bvh(path: Path, motion: Motion, units: str = "m", order: str = "ZXY") 
     axis_channels = " ".join(f"{a}rotation" for a in order)
     lines = ["HIERARCHY"]
     children = [sk.children(j) for j in range(sk.num_joints)]
+    written: list[int] = []  # joints in the depth-first order of the file; the MOTION columns follow it
 
     def emit(j: int, depth: int) -> None:
         pad = "  " * depth
         kind = "ROOT" if sk.parents[j] < 0 else "JOINT"
         off = sk.offsets[j] * scale
         lines.append(f"{pad}{kind} {sk.names[j]}")
+        written.append(j)
         lines.append(f"{pad}{{")
         lines.append(f"{pad}  OFFSET {off[0]:.6f} {off[1]:.6f} {off[2]:.6f}")
         if sk.parents[j] < 0:
@@ -202,8 +229,6 @@ def write_bvh(path: Path, motion: Motion, units: str = "m", order: str = "ZXY") 
 
     emit(0, 0)
     frames = motion.num_frames
-    # Joints are written depth-first; the MOTION columns must follow that same order.
-    written = [sk.index(line.split()[1]) for line in lines if line.strip().startswith(("ROOT", "JOINT"))]
     eulers = [from_wxyz(motion.rotations[:, j]).as_euler(order, degrees=True) for j in written]
     table = np.concatenate([np.asarray(motion.root_positions, dtype=np.float64) * scale] + eulers, axis=1)
     lines += ["MOTION", f"Frames: {frames}", f"Frame Time: {1.0 / motion.fps:.8f}"]

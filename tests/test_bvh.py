@@ -107,6 +107,16 @@ MALFORMED = {
     "no_frame_count": ("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 3 Xposition Yposition Zposition\n}\n"
                        "MOTION\n0 1 2\n"),
     "no_joints": "HIERARCHY\nMOTION\nFrames: 0\nFrame Time: 0.0333\n",
+    "zero_frame_time": ("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 3 Xposition Yposition Zposition\n}\n"
+                        "MOTION\nFrames: 1\nFrame Time: 0\n0 1 2\n"),
+    "negative_frames": ("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 3 Xposition Yposition Zposition\n}\n"
+                        "MOTION\nFrames: -5\nFrame Time: 0.0333\n0 1 2\n"),
+    "nan_values": ("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 3 Xposition Yposition Zposition\n}\n"
+                   "MOTION\nFrames: 1\nFrame Time: 0.0333\n0 nan 2\n"),
+    "short_rows": ("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 3 Xposition Yposition Zposition\n}\n"
+                   "MOTION\nFrames: 2\nFrame Time: 0.0333\n0 1 2\n3 4\n"),
+    "unbalanced": ("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 3 Xposition Yposition Zposition\n"
+                   "MOTION\nFrames: 1\nFrame Time: 0.0333\n0 1 2\n"),
 }
 
 
@@ -133,3 +143,30 @@ def test_a_well_formed_minimal_file_still_reads(tmp_path: Path) -> None:
     data = read_bvh(path)
     np.testing.assert_array_equal(data.positions()[:, 0], [[0, 1, 2], [3, 4, 5]])
     np.testing.assert_array_equal(data.end_sites[0], [0, 1, 0])
+
+
+def test_joint_names_with_spaces_and_keywords_read_as_blender_reads_them(tmp_path: Path) -> None:
+    """Blender's importer takes the rest of the line as the name; a joint called MOTION... is just a name."""
+    path = tmp_path / "spaces.bvh"
+    path.write_text("HIERARCHY\nROOT Root Bone\n{\n  OFFSET 0 0 0\n  CHANNELS 6 Xposition Yposition Zposition "
+                    "Zrotation Xrotation Yrotation\n  JOINT Left Upper Arm\n  {\n    OFFSET 1 0 0\n"
+                    "    CHANNELS 3 Zrotation Xrotation Yrotation\n    JOINT MOTION_capture tip\n    {\n"
+                    "      OFFSET 0 1 0\n      CHANNELS 3 Zrotation Xrotation Yrotation\n      End Site\n      {\n"
+                    "        OFFSET 0 1 0\n      }\n    }\n  }\n}\nMOTION\nFrames: 2\nFrame Time: 0.04\n"
+                    + "0 0 0 0 0 0 90 0 0 0 0 0\n" * 2, encoding="utf-8")
+    data = read_bvh(path)
+    assert data.names == ["Root Bone", "Left Upper Arm", "MOTION_capture tip"]
+    assert data.parents.tolist() == [-1, 0, 1] and data.fps == pytest.approx(25.0)
+    np.testing.assert_allclose(data.positions()[0, 2], [0, 0, 0], atol=1e-12)  # (1,0,0) + Rz(90°)·(0,1,0)
+
+
+def test_names_with_spaces_survive_our_writer(tmp_path: Path) -> None:
+    motion = random_motion(frames=3)
+    names = tuple(n if i % 2 else f"{n} Bone" for i, n in enumerate(motion.skeleton.names))
+    sk = motion.skeleton
+    spaced = Motion(skeleton=type(sk)(names, sk.parents, sk.offsets, sk.end_sites), fps=30.0,
+                    rotations=motion.rotations, root_positions=motion.root_positions)
+    write_bvh(tmp_path / "s.bvh", spaced)
+    back = bvh_to_motion(read_bvh(tmp_path / "s.bvh"))
+    assert back.skeleton.names == names
+    np.testing.assert_allclose(back.positions(), spaced.positions(), atol=1e-5)

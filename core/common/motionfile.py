@@ -209,9 +209,10 @@ def load_motion(path: Path, person: int = 0) -> Motion:
 def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The meta dict and every array of the archive, with sizes checked before anything large is read."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("a bare .npy array, not an .npz archive")
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a bare .npy array, not an .npz archive")
+        with data:
             if "meta_json" not in data.files:
                 raise ValueError("no meta_json entry")
             meta = json.loads(str(data["meta_json"]))
@@ -254,8 +255,8 @@ def _person(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], k: 
         value = arrays.get(f"person{k}/{name}")
         if value is None:
             continue
-        if spec.shape[2:3] == ("K",) and value.ndim == 3:
-            sizes.setdefault("K", value.shape[1])
+        if "K" in spec.shape and value.ndim == len(spec.shape):
+            sizes.setdefault("K", value.shape[spec.shape.index("K")])
         want = tuple(sizes.get(s, s) if isinstance(s, str) else s for s in spec.shape)
         if value.shape != want or value.dtype.kind != spec.kind:
             raise BadMotionFile(f"{where}: {name} is {value.dtype} {value.shape}, expected shape "
