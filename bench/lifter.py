@@ -89,8 +89,8 @@ def main() -> int:
 
     ev = lifter.meta.get("evaluation")
     if a.eval is not None:
-        from core.mocap import load_mocap
-        from core.train import Augment, evaluate, split_files
+        from training.mocap import load_mocap
+        from training.train import Augment, evaluate, split_files
 
         data = load_mocap(a.eval, ROOT / ".cache" / "mocap")
         _, val = split_files(data.names)

@@ -22,7 +22,7 @@ Usage: .venv/bin/python bench/realworld.py [--min-visibility 0.5] [--check-px 10
    MediaPipe's per-frame 3D as a hint, keypoints moved onto their 2D rays), tcn-2d = the same network fed the 2D
    alone, mediapipe = Detections.world, compared on the 19 landmarks both predict (nose, ears, shoulders, elbows, wrists, hips,
    knees, ankles, heels, foot_index) and on the 12 limb joints alone:
-   - PA-MPJPE: per-frame similarity Procrustes (rotation, translation, scale);
+   - PA-MPJPE: per-frame similarity Procrustes (rotation, translation, scale; training.metrics.align);
    - rigid/frame: MPJPE after a per-frame rotation + translation, no scale (on the pelvis-relative pose; the
      translation makes the choice of pelvis irrelevant);
    - rigid/clip: pelvis-relative poses (pelvis = mid-hip), one rotation + translation for the whole clip (fitted
@@ -82,6 +82,7 @@ from core.lift.tcn import DEFAULT_WEIGHTS, TcnLifter  # noqa: E402
 from core.filters import fill_gaps, smooth  # noqa: E402
 from core.lift.layout import lifter_layout  # noqa: E402
 from core.sides import fix_swaps  # noqa: E402
+from training.metrics import align  # noqa: E402
 
 DEMO = ROOT / ".cache" / "pose2sim" / "Demo_SinglePerson"
 # cam01 is the sample clip pose2sim_balance.mp4
@@ -104,25 +105,6 @@ GROUPS = {  # landmark groups whose left/right labels MediaPipe swaps together; 
 }
 LIFTERS = ("tcn", "tcn-2d", "mediapipe")  # the shipped lifter, the same network without MediaPipe's 3D, MediaPipe
 METRICS = ("PA-MPJPE mm", "rigid/frame mm", "rigid/clip mm", "accel m/s^2", "bone CV %", "bone err mm")
-
-
-def align(pred: np.ndarray, ref: np.ndarray, weight: np.ndarray, scale: bool) -> np.ndarray:
-    """pred (N, J, 3) moved onto ref (N, J, 3) by the best rotation + translation (+ scale) per row N, weighted
-    (N, J) (0 = ignore; NaNs must carry weight 0). Umeyama's method without reflections. Returns (N, J, 3)."""
-    w = weight[..., None]
-    n = np.maximum(w.sum(1, keepdims=True), 1e-12)
-    p0, q0 = np.nan_to_num(pred), np.nan_to_num(ref)
-    mp, mq = (w * p0).sum(1, keepdims=True) / n, (w * q0).sum(1, keepdims=True) / n
-    p, q = p0 - mp, q0 - mq
-    cov = np.einsum("nji,nj,njk->nik", q, weight, p)  # Σ w q pᵀ
-    u, s, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt))
-    fix = np.ones_like(s)
-    fix[:, 2] = d
-    rot = (u * fix[:, None, :]) @ vt  # q ≈ c · rot @ p
-    c = (s * fix).sum(1) / np.maximum(np.einsum("njk,nj->n", p * p, weight), 1e-12) if scale else np.ones(len(s))
-    out = c[:, None, None] * np.einsum("nik,njk->nji", rot, p) + mq
-    return np.where(np.isfinite(pred), out, np.nan)
 
 
 def pelvis_relative(points: np.ndarray, names: tuple[str, ...]) -> np.ndarray:

@@ -21,7 +21,7 @@ class Layout:
     names: K landmark names. mediapipe_index: (K,) index of each into the 33 landmarks. flip: (K,) index of each
     keypoint's left/right mirror (itself on the midline). parents: (K,) parent keypoint, or -1 = the pelvis (mid-hip)
     and -2 = the neck (mid-shoulder) virtual nodes. left/right: keypoint indices per side. bones: (B, 2) pairs used
-    for bone-length metrics. mocap: the raw correspondence data (see core.mocap).
+    for bone-length metrics. mocap: the raw correspondence data (see training/mocap.py).
     """
 
     names: tuple[str, ...]

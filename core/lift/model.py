@@ -89,7 +89,7 @@ def load_weights(path: Path) -> tuple[TemporalModel, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise WeightsMissing(f"Lifter weights {path} are missing.",
-                             "Restore core/weights/ from the repository, or train them: python -m core.train.")
+                             "Restore core/weights/ from the repository, or train them: python -m training.train.")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     cfg = dict(blob["config"])
     cfg["filter_widths"] = tuple(cfg["filter_widths"])

@@ -1,5 +1,5 @@
 """The learned lifter "tcn": MediaPipe 2D keypoints + visibility, with MediaPipe's per-frame 3D as a hint → 3D
-keypoints with the root trajectory, by a VideoPose3D-style temporal convolution model trained on mocap (core/train.py,
+keypoints with the root trajectory, by a VideoPose3D-style temporal convolution model trained on mocap (training/train.py,
 weights and model card in core/weights/); well-seen keypoints are then put on their 2D rays (core.lift.rays)."""
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class TcnLifter:
         self.layout = lifter_layout()
         if list(self.meta.get("keypoints", self.layout.names)) != list(self.layout.names):
             raise WeightsMissing(f"Lifter weights {weights} were trained for another keypoint layout.",
-                                 "Retrain them with the current rigs/lifter_layout.json: python -m core.train.")
+                                 "Retrain them with the current rigs/lifter_layout.json: python -m training.train.")
         self.fps = float(self.meta.get("fps", 30.0))
         self.flip = flip
         self.use_hint = use_hint

@@ -1,9 +1,9 @@
 """Train (and evaluate) the learned lifter on any folder of BVH motion capture.
 
-    python -m core.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt
-    python -m core.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt --eval-only
+    python -m training.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt
+    python -m training.train --data ../shared/data/mocap --out core/weights/lifter_tcn.pt --eval-only
 
-Every mocap file becomes the lifter's 23 landmarks (core.mocap); each training chunk gets bone-length scaling,
+Every mocap file becomes the lifter's 23 landmarks (training.mocap); each training chunk gets bone-length scaling,
 mirroring, playback-speed changes and limbs turned away from the recorded pose, and is seen through a random virtual
 phone camera (height, distance, pitch, roll, yaw around the subject, focal length, portrait or landscape). Its 2D
 projection gets detector-like errors (jitter, slow drift, occluded limbs with low visibility, dropped joints and
@@ -30,11 +30,11 @@ import torch
 
 from core.common.atomic import atomic_path
 from core.lift.layout import NECK, PELVIS, Layout, lifter_layout
-from core.lift.model import TemporalModel, load_weights, save_weights
-from core.lift.model import add_centred
+from core.lift.model import TemporalModel, add_centred, load_weights, save_weights
 from core.lift.normalize import INPUT_CHANNELS
 from core.lift.tcn import infer
-from core.mocap import MocapSet, load_mocap
+from training.metrics import mpjpe, pa_mpjpe
+from training.mocap import MocapSet, load_mocap
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAL_STYLES = ("youthful", "proud")
@@ -387,29 +387,6 @@ class ChunkSampler:
         return self.kp[torch.from_numpy(i0)] * (1 - w) + self.kp[torch.from_numpy(i1)] * w
 
 
-def mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Mean per-joint position error, same units as the inputs (…, K, 3)."""
-    return float(np.mean(np.linalg.norm(pred - gt, axis=-1)))
-
-
-def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> float:
-    """MPJPE after a per-frame similarity (rotation, scale, translation) Procrustes alignment; (N, K, 3)."""
-    mu_p, mu_g = pred.mean(1, keepdims=True), gt.mean(1, keepdims=True)
-    p, q = pred - mu_p, gt - mu_g
-    np_, ng = np.linalg.norm(p, axis=(1, 2), keepdims=True), np.linalg.norm(q, axis=(1, 2), keepdims=True)
-    p, q = p / np.maximum(np_, 1e-9), q / np.maximum(ng, 1e-9)
-    u, s, vt = np.linalg.svd(np.matmul(q.transpose(0, 2, 1), p))
-    v = vt.transpose(0, 2, 1)
-    r = np.matmul(v, u.transpose(0, 2, 1))
-    sign = np.sign(np.linalg.det(r))[:, None]
-    v[:, :, -1] *= sign
-    s[:, -1] *= sign.ravel()
-    r = np.matmul(v, u.transpose(0, 2, 1))
-    a = (np.sum(s, axis=1, keepdims=True) * ng[:, :, 0] / np.maximum(np_[:, :, 0], 1e-9))[..., None]
-    aligned = a * np.matmul(pred - mu_p, r) + mu_g
-    return mpjpe(aligned, gt)
-
-
 def evaluate(model: TemporalModel, data: MocapSet, layout: Layout, aug: Augment, cameras: int = 2,
              seed: int = 1234, max_files: int = 0) -> dict[str, Any]:
     """MPJPE / PA-MPJPE (mm) of whole held-out files seen through `cameras` held-out cameras each (drawn from
@@ -531,7 +508,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder of .bvh files and/or .tar.xz/.zip archives")
     p.add_argument("--out", type=Path, default=ROOT / "core" / "weights" / "lifter_tcn.pt")
     p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "mocap")
