@@ -1,4 +1,5 @@
-"""Key a motion onto an armature in bulk: one F-curve per channel, all keys set with `foreach_set`.
+"""Key a motion onto an armature built from its skeleton: pose-bone channels from Mimic's local rotations, written
+in bulk by fcurves.py.
 
 Maths, armature space = Mimic axes. A bone's rest orientation R (3x3, bone.matrix_local) is not world-aligned;
 Mimic's local rotation L of a joint is relative to a world-aligned rest. The pose-bone basis rotation that gives
@@ -15,6 +16,7 @@ import numpy as np
 from .armature import bone_rest_matrices
 from .common import Motion
 from .common import rotations as quat
+from .fcurves import assign_action, bone_path, key_channels, key_rotation, new_action
 
 
 def basis_rotations(local_wxyz: np.ndarray, rest: np.ndarray) -> np.ndarray:
@@ -31,45 +33,6 @@ def root_locations(root_positions: np.ndarray, rest: np.ndarray, head: np.ndarra
     return (root_positions - head) @ rest
 
 
-def new_action(obj: bpy.types.Object, name: str) -> tuple[bpy.types.Action, bpy.types.bpy_prop_collection]:
-    """A new action for `obj` and the F-curve collection to fill: a layered action with one slot on Blender
-    4.4+, the legacy `action.fcurves` before."""
-    action = bpy.data.actions.new(name)
-    if bpy.app.version >= (4, 4, 0):  # 4.3 has experimental layers with another slots API: use the legacy one there
-        slot = action.slots.new(id_type="OBJECT", name=obj.name)
-        strip = action.layers.new("Mimic").strips.new(type="KEYFRAME")
-        return action, strip.channelbag(slot, ensure=True).fcurves
-    return action, action.fcurves
-
-
-def assign_action(obj: bpy.types.Object, action: bpy.types.Action) -> None:
-    """Make `action` (and its first slot, where slots exist) the active animation of `obj`."""
-    anim = obj.animation_data or obj.animation_data_create()
-    anim.action = action
-    if hasattr(anim, "action_slot") and len(action.slots):
-        anim.action_slot = action.slots[0]
-
-
-def _key_channel(fcurves: bpy.types.bpy_prop_collection, data_path: str, index: int, group: str,
-                 frames: np.ndarray, values: np.ndarray) -> None:
-    """One F-curve with len(frames) linear keys, set in bulk."""
-    try:
-        fcurve = fcurves.new(data_path, index=index, group_name=group)  # Blender 5.0+
-    except TypeError:
-        try:  # Blender before 4.4: legacy action.fcurves
-            fcurve = fcurves.new(data_path, index=index, action_group=group)
-        except TypeError:  # Blender 4.4-4.5: channelbag F-curves take no group (grouping is only for display)
-            fcurve = fcurves.new(data_path, index=index)
-    points = fcurve.keyframe_points
-    points.add(len(frames))
-    co = np.empty(2 * len(frames), dtype=np.float32)
-    co[0::2] = frames
-    co[1::2] = values
-    points.foreach_set("co", co)
-    points.foreach_set("interpolation", np.ones(len(frames), dtype=np.int32))  # 1 = 'LINEAR'
-    fcurve.update()
-
-
 def key_motion(obj: bpy.types.Object, motion: Motion, action_name: str, frame_start: int = 1) -> bpy.types.Action:
     """Key `motion` onto armature `obj` (bones named like the motion's joints) as a new action, frames
     frame_start .. frame_start + F - 1, and assign it; returns the action."""
@@ -79,13 +42,9 @@ def key_motion(obj: bpy.types.Object, motion: Motion, action_name: str, frame_st
     action, fcurves = new_action(obj, action_name)
     root = int(np.flatnonzero(motion.parents < 0)[0])
     location = root_locations(motion.root_positions, rest[root], heads[root])
-    root_path = f'pose.bones["{bpy.utils.escape_identifier(motion.names[root])}"].location'
-    for axis in range(3):
-        _key_channel(fcurves, root_path, axis, motion.names[root], frames, location[:, axis])
+    key_channels(fcurves, bone_path(motion.names[root], "location"), motion.names[root], frames, location)
     for j, name in enumerate(motion.names):
-        path = f'pose.bones["{bpy.utils.escape_identifier(name)}"].rotation_quaternion'
-        for axis in range(4):
-            _key_channel(fcurves, path, axis, name, frames, basis[:, j, axis])
+        key_rotation(fcurves, obj.pose.bones[name], frames, basis[:, j])
     assign_action(obj, action)
     return action
 

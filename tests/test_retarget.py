@@ -15,10 +15,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from addon import retarget, rigmap
-from addon.motionfile import MotionData, read_motion
-from core.common.motionfile import Motion, save_motion
-from core.scipy_rotations import to_wxyz
+from core.common.motionfile import Motion, load_motion, save_motion
 from core.common.skeleton import humanoid
+from core.scipy_rotations import from_wxyz, to_wxyz
 
 FRAMES = 24
 CHECK_FRAMES = (0, 5, 9, 14, 18, 23)
@@ -71,22 +70,28 @@ def known_motion() -> Motion:
 
 
 @pytest.fixture(scope="module")
-def motion(tmp_path_factory: pytest.TempPathFactory) -> MotionData:
+def motion(tmp_path_factory: pytest.TempPathFactory) -> Motion:
     path = tmp_path_factory.mktemp("motion") / "walk.npz"
     save_motion(known_motion(), path)
-    return read_motion(path)
+    return load_motion(path)
 
 
-def source_world(motion: MotionData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def source_world(motion: Motion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source joint positions (F, J, 3) and end-site tips (F, J, 3) over frames and at rest (J, 3), Blender axes,
-    computed with core's FK (scipy), independently of the code under test."""
-    from core.common.skeleton import Skeleton
-
-    sk = Skeleton(tuple(motion.names), motion.parents, motion.offsets, motion.end_sites)
-    pos = sk.forward_kinematics(motion.rotations, motion.root_positions)
-    glob = sk.global_rotations(motion.rotations)
-    tips = np.stack([pos[:, j] + glob[j].apply(sk.end_sites[j]) for j in range(sk.num_joints)], axis=1)
-    return to_blender(pos), to_blender(tips), to_blender(sk.rest_positions())
+    computed with scipy's rotations, independently of the code under test (core.common's numpy quaternions)."""
+    glob: list[Rotation] = []
+    pos = np.zeros((motion.num_frames, len(motion.names), 3))
+    rest = np.zeros((len(motion.names), 3))
+    for j, p in enumerate(motion.parents):
+        local = from_wxyz(motion.rotations[:, j])
+        if p < 0:
+            glob.append(local)
+            pos[:, j], rest[j] = motion.root_positions, motion.offsets[j]
+        else:
+            glob.append(glob[p] * local)
+            pos[:, j], rest[j] = pos[:, p] + glob[p].apply(motion.offsets[j]), rest[p] + motion.offsets[j]
+    tips = np.stack([pos[:, j] + glob[j].apply(motion.end_sites[j]) for j in range(len(glob))], axis=1)
+    return to_blender(pos), to_blender(tips), to_blender(rest)
 
 
 # --- armatures --------------------------------------------------------------------------------------------------------
@@ -207,7 +212,7 @@ def rest_world(obj: bpy.types.Object) -> dict[str, tuple[np.ndarray, np.ndarray]
     return {b.name: (np.array(mw @ b.head_local), np.array(mw @ b.tail_local)) for b in obj.data.bones}
 
 
-def check_retarget(obj: bpy.types.Object, motion: MotionData, bone_map: dict[str, str],
+def check_retarget(obj: bpy.types.Object, motion: Motion, bone_map: dict[str, str],
                    action: bpy.types.Action) -> dict[str, float]:
     """Assert limb directions, feet heights and finite keys; return the worst figures."""
     human = rigmap.load_humanoid()
@@ -291,7 +296,7 @@ CONVENTIONS = sorted(rigmap.load_conventions())
 
 
 @pytest.mark.parametrize("convention", CONVENTIONS)
-def test_retarget_onto_awkward_rest_of_each_convention(motion: MotionData, convention: str) -> None:
+def test_retarget_onto_awkward_rest_of_each_convention(motion: Motion, convention: str) -> None:
     reset_blender()
     obj, names = awkward_armature(convention, seed=CONVENTIONS.index(convention),
                                   fbx_like=convention in ("mixamo", "unity"))
@@ -311,7 +316,7 @@ def test_retarget_onto_awkward_rest_of_each_convention(motion: MotionData, conve
 
 
 @pytest.mark.parametrize("rig", ["default", "game_engine", "mixamo", "cmu_mb", "human"])
-def test_retarget_onto_mpfb2_rigs(motion: MotionData, mpfb2_rigs: Path, rig: str) -> None:
+def test_retarget_onto_mpfb2_rigs(motion: Motion, mpfb2_rigs: Path, rig: str) -> None:
     reset_blender()
     obj = mpfb2_armature(mpfb2_rigs / f"rig.{rig}.json")
     found = rigmap.detect(rigmap.armature_bones(obj))
@@ -323,7 +328,7 @@ def test_retarget_onto_mpfb2_rigs(motion: MotionData, mpfb2_rigs: Path, rig: str
     assert snapshot([idle, wave]) == before and obj.animation_data.nla_tracks[0].strips[0].action == wave
 
 
-def test_euler_and_axis_angle_bones_are_keyed_in_their_own_mode(motion: MotionData) -> None:
+def test_euler_and_axis_angle_bones_are_keyed_in_their_own_mode(motion: Motion) -> None:
     reset_blender()
     obj, names = awkward_armature("unreal", seed=3)
     obj.pose.bones[names["LeftUpperArm"]].rotation_mode = "ZXY"
@@ -336,7 +341,48 @@ def test_euler_and_axis_angle_bones_are_keyed_in_their_own_mode(motion: MotionDa
     check_retarget(obj, motion, names, action)
 
 
-def test_explicit_bone_map_and_its_errors(motion: MotionData) -> None:
+def test_contacts_choose_the_supporting_foot(motion: Motion) -> None:
+    """Where the motion's contacts mark one foot planted, that foot stands as the source's does (scaled) even while
+    the other foot is lower; ignoring the contacts (the lower foot supports) would leave it off by millimetres."""
+    reset_blender()
+    obj, names = awkward_armature("mmd", seed=5)  # long thighs, short shins: the two feet disagree when bent
+    src_pos, _, src_rest = source_world(motion)
+    feet = [motion.names.index("LeftFoot"), motion.names.index("RightFoot")]
+    src_h = src_pos[:, feet, 2] - src_rest[feet, 2]  # (F, 2) metres above rest
+    one = np.abs(src_h[:, 0] - src_h[:, 1]) > 0.01
+    contacts = np.ones((FRAMES, 2), dtype=bool)  # both planted: the lower foot supports, as without contacts
+    contacts[one] = src_h[one] > src_h[one][:, ::-1]  # the higher foot planted, the other one lower
+    assert 5 < one.sum() < FRAMES and retarget.source_from_motion(motion).contacts is None
+    assert np.array_equal(retarget.source_from_motion(motion.with_channels(contacts=contacts)).contacts, contacts)
+
+    bones = [names["LeftFoot"], names["RightFoot"]]
+    rest = np.array([rest_world(obj)[b][0][2] for b in bones])
+
+    def heights() -> np.ndarray:
+        """(F, 2) the target's feet above their rest, metres."""
+        return np.array([[posed_world(obj, 1 + f)[b][0][2] for b in bones] for f in range(FRAMES)]) - rest
+
+    scale = check_retarget(obj, motion, names, retarget.retarget_motion(motion, obj, "Lower"))["scale"]
+    ignored = heights()
+    retarget.retarget_motion(motion.with_channels(contacts=contacts), obj, "Planted")
+    planted = heights()
+    want = scale * src_h[one][contacts[one]]
+    assert np.abs(planted[one][contacts[one]] - want).max() < 1e-4
+    assert np.abs(ignored[one][contacts[one]] - want).max() > 0.005
+    assert np.allclose(planted[~one], ignored[~one], atol=1e-6)
+
+
+def test_the_retargeting_maths_import_no_blender() -> None:
+    """solve.py is numpy only (the maths can run and be tested outside Blender): no bpy or mathutils import."""
+    import ast
+
+    tree = ast.parse((Path(retarget.__file__).parent / "solve.py").read_text(encoding="utf-8"))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "numpy" in names and not {n.split(".")[0] for n in names} & {"bpy", "mathutils", "bmesh"}
+
+
+def test_explicit_bone_map_and_its_errors(motion: Motion) -> None:
     reset_blender()
     obj, names = awkward_armature("mmd", seed=5)
     action = retarget.retarget_motion(motion, obj, "Walk", bone_map=dict(names))
@@ -351,7 +397,7 @@ def test_explicit_bone_map_and_its_errors(motion: MotionData) -> None:
         retarget.retarget_motion(motion, obj, "Walk2", bone_map=broken)
 
 
-def test_non_humanoid_target_is_refused_with_the_missing_bones(motion: MotionData) -> None:
+def test_non_humanoid_target_is_refused_with_the_missing_bones(motion: Motion) -> None:
     reset_blender()
     bones = [("Bone", None, np.zeros(3), np.array([0.0, 0.0, 1.0]), 0.0),
              ("Tail", "Bone", np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, 2.0]), 0.0)]
@@ -361,7 +407,7 @@ def test_non_humanoid_target_is_refused_with_the_missing_bones(motion: MotionDat
     assert "Walk" not in bpy.data.actions
 
 
-def test_retarget_action_from_an_armature_and_from_bvh(motion: MotionData, tmp_path: Path) -> None:
+def test_retarget_action_from_an_armature_and_from_bvh(motion: Motion, tmp_path: Path) -> None:
     """A motion imported earlier (an animated Mimic-skeleton armature) and a BVH file retarget the same way."""
     from core.bvh import write_bvh
     from core.common.skeleton import Skeleton
@@ -383,7 +429,7 @@ def test_retarget_action_from_an_armature_and_from_bvh(motion: MotionData, tmp_p
     check_retarget(target2, motion, names2, action2)
 
 
-def test_bone_map_saved_on_the_armature_is_used(motion: MotionData) -> None:
+def test_bone_map_saved_on_the_armature_is_used(motion: Motion) -> None:
     """Bones no convention knows: auto-detection refuses, a map saved on the object (as the panel does) works."""
     reset_blender()
     obj, names = awkward_armature("unity", seed=7)
@@ -441,7 +487,7 @@ def enabled(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     addon_utils.disable(f"bl_ext.{UI_REPO}.mimic", default_set=True, handle_error=_raise)
 
 
-def test_panel_bone_map_presets_and_retarget_action(enabled, motion: MotionData, tmp_path: Path) -> None:
+def test_panel_bone_map_presets_and_retarget_action(enabled, motion: Motion, tmp_path: Path) -> None:
     from core.bvh import write_bvh
     from core.common.skeleton import Skeleton
 
@@ -489,16 +535,16 @@ def test_panel_bone_map_presets_and_retarget_action(enabled, motion: MotionData,
         bpy.ops.mimic.retarget_action()
 
     out = tmp_path / "hero.fbx"
-    assert bpy.ops.mimic.export_unity(filepath=str(out), kind="FBX") == {"FINISHED"}
+    assert bpy.ops.mimic.export(filepath=str(out), format="unity_fbx") == {"FINISHED"}
     from addon import unity
 
     assert unity.check_unity_fbx(out) == []
     assert bpy.context.active_object == other  # the checker's import leaves the selection as it was
-    assert bpy.ops.mimic.export_unity(filepath=str(tmp_path / "hero.bvh"), kind="BVH") == {"FINISHED"}
+    assert bpy.ops.mimic.export(filepath=str(tmp_path / "hero.bvh"), format="unity_bvh") == {"FINISHED"}
     assert (tmp_path / "hero.bvh").is_file()
 
 
-def test_bones_driven_by_constraints_are_refused(motion: MotionData) -> None:
+def test_bones_driven_by_constraints_are_refused(motion: Motion) -> None:
     """Keys on a bone whose rotation a constraint replaces would not show: say which bones and what to do."""
     reset_blender()
     obj, names = awkward_armature("rigify", pick=1, seed=31)  # DEF- names, as on a generated Rigify rig
@@ -551,7 +597,7 @@ def open_rigify(path: Path) -> bpy.types.Object:
 
 
 @pytest.mark.parametrize("placed", [False, True], ids=["as_generated", "turned_moved_scaled_in_pose_mode"])
-def test_retarget_onto_a_generated_rigify_rig(motion: MotionData, rigify_blend: Path, placed: bool) -> None:
+def test_retarget_onto_a_generated_rigify_rig(motion: Motion, rigify_blend: Path, placed: bool) -> None:
     """The FK controls hang on constrained helper bones: they are keyed (the torso carries the root motion), the
     limbs' IK/FK switches are keyed to FK, and the evaluated deform bones follow the source."""
     rig = open_rigify(rigify_blend)
@@ -584,7 +630,7 @@ def test_retarget_onto_a_generated_rigify_rig(motion: MotionData, rigify_blend: 
     assert [t.name for t in tracks] == ["WaveTrack"] and tracks[0].strips[0].action == wave
 
 
-def test_a_constrained_rigify_control_is_refused(motion: MotionData, rigify_blend: Path) -> None:
+def test_a_constrained_rigify_control_is_refused(motion: Motion, rigify_blend: Path) -> None:
     """Keys on a control whose rotation a constraint replaces would not show: refused, naming it."""
     rig = open_rigify(rigify_blend)
     con = rig.pose.bones["upper_arm_fk.L"].constraints.new("COPY_ROTATION")
