@@ -1,4 +1,5 @@
-"""Headless batch conversion of a folder of clips to BVH/FBX (and motion files), through real Blender.
+"""Headless batch conversion of a folder of clips to the export formats of addon/exporters (and motion files),
+through real Blender.
 
 Three ways in, one entry point:
   blender -b --factory-startup --python <repo>/addon/batch.py -- --input clips/ --output out/ --format bvh,fbx
@@ -28,14 +29,18 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from .export import export_bvh, export_fbx
+from . import exporters
+from .common import atomic, motionfile
+from .errors import CoreError, MimicError
 from .importer import import_motion
-from .interpreter import InterpreterError, find_python
-from .job import CoreError, CoreJob, CoreOptions
-from .common import motionfile
+from .interpreter import find_python
+from .job import CoreJob, CoreOptions
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-FORMATS = ("bvh", "fbx", "npz")
+#: The motion file itself: a batch-only format (no armature to export).
+MOTION_FORMAT = "npz"
+#: Every --format choice: the registry's export formats, then the motion file.
+FORMATS = (*exporters.EXPORTERS, MOTION_FORMAT)
 POLL_S = 0.1
 
 
@@ -44,7 +49,7 @@ class ClipResult:
     """One row of the summary table."""
 
     clip: Path
-    outputs: list[Path]
+    outputs: dict[str, Path]
     status: str = "pending"
     frames: int = 0
     seconds: float = 0.0
@@ -100,8 +105,11 @@ def find_clips(path: Path) -> list[Path]:
     return [path]
 
 
-def outputs_for(clip: Path, out_dir: Path, formats: list[str]) -> list[Path]:
-    return [out_dir / f"{clip.stem}.{fmt}" for fmt in formats]
+def outputs_for(clip: Path, out_dir: Path, formats: list[str]) -> dict[str, Path]:
+    """Each format's output file for `clip`: `<clip>.npz`, or the exporter's file name (`walk.bvh`,
+    `walk_unity_fbx.fbx`)."""
+    return {fmt: out_dir / (f"{clip.stem}.{fmt}" if fmt == MOTION_FORMAT else exporters.get(fmt).filename(clip.stem))
+            for fmt in formats}
 
 
 def up_to_date(clip: Path, outputs: list[Path], inputs: list[Path]) -> bool:
@@ -163,7 +171,7 @@ class Rig:
         return [self.blend] if self.blend else []
 
 
-def export_clip(motion_path: Path, clip: Path, outputs: list[Path], rig: Rig) -> int:
+def export_clip(motion_path: Path, clip: Path, outputs: dict[str, Path], rig: Rig) -> int:
     """Build the clip's animation in the scene, write every requested output, then remove what was built.
     Returns the number of frames."""
     context = bpy.context
@@ -171,15 +179,12 @@ def export_clip(motion_path: Path, clip: Path, outputs: list[Path], rig: Rig) ->
     motion = motionfile.load_motion(motion_path)
     try:
         result = import_motion(context, motion, clip.stem, rig.object)
-        for out in outputs:
-            if out.suffix == ".bvh":
-                export_bvh(context, result.armature, out)
-            elif out.suffix == ".fbx":
-                export_fbx(context, result.armature, out)
-            elif out.suffix == ".npz":
-                tmp = out.with_name(f".{out.name}.part")
-                shutil.copyfile(motion_path, tmp)
-                os.replace(tmp, out)
+        for fmt, out in outputs.items():
+            if fmt == MOTION_FORMAT:
+                with atomic.atomic_path(out) as tmp:
+                    shutil.copyfile(motion_path, tmp)
+            else:
+                exporters.get(fmt).export(context, result.armature, out)
         return result.frames
     finally:
         if rig.object is not None and rig.object.animation_data is not None:
@@ -221,7 +226,7 @@ def run_batch(args: argparse.Namespace) -> list[ClipResult]:
             r.status = "failed"
             r.message = (f"another clip is also called {r.clip.stem!r}; its outputs would overwrite each other: "
                          "rename one of them")
-        elif not args.overwrite and up_to_date(r.clip, r.outputs, rig.inputs):
+        elif not args.overwrite and up_to_date(r.clip, list(r.outputs.values()), rig.inputs):
             r.status, r.message = "skipped", "up to date"
         else:
             pending.append(r)
@@ -270,7 +275,7 @@ def summary_table(results: list[ClipResult]) -> str:
     """The end-of-run table: clip, frames, seconds (conversion wall time), output files, status."""
     rows = [("clip", "frames", "seconds", "outputs", "status")]
     for r in results:
-        outs = ", ".join(o.name for o in r.outputs) if r.status in ("ok", "skipped") else "-"
+        outs = ", ".join(o.name for o in r.outputs.values()) if r.status in ("ok", "skipped") else "-"
         status = r.status if not r.message else f"{r.status}: {r.message}"
         rows.append((r.clip.name, str(r.frames) if r.frames else "-", f"{r.seconds:.1f}" if r.seconds else "-",
                      outs, status))
@@ -288,7 +293,7 @@ def main(argv: list[str], prog: str = "mimic-batch") -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         results = run_batch(args)
-    except (ValueError, InterpreterError, OSError) as err:
+    except (ValueError, MimicError, OSError) as err:
         print(f"mimic: error: {err}", file=sys.stderr)
         return 2
     print(summary_table(results), flush=True)

@@ -1,5 +1,6 @@
 """A video-to-scene conversion: the core subprocess writes a motion file into a temp folder, then, only once it
-succeeded, the scene import runs as one transaction. Used by the sidebar operator (modal or not) and tests."""
+succeeded, the scene import runs as one transaction. `import_video` is the plain function the import operator's
+`execute` calls; its modal `invoke` drives a `Conversion` step by step."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import bpy
 
+from .common import motionfile
+from .errors import CoreError, RetargetError
 from .importer import ImportResult, import_motion
 from .interpreter import find_python
-from .job import CoreError, CoreJob, CoreOptions
-from .common import motionfile
+from .job import CoreJob, CoreOptions
 
 
 def core_env() -> dict[str, str]:
@@ -26,10 +28,15 @@ def core_env() -> dict[str, str]:
 
 
 class Conversion:
-    """One import: start() the core, poll() from a timer (or wait()), then finish(context) builds the scene."""
+    """One import: start() the core, poll() from a timer (or wait()), then finish(context) builds the scene.
+
+    target: the name of the armature to retarget onto ("" = a new armature). python: the interpreter that runs the
+    core ("" = find_python's search)."""
 
     def __init__(self, video: str | Path, options: CoreOptions, python: str = "", target: str = "",
                  use_scene_fps: bool = False) -> None:
+        if not str(video):
+            raise CoreError("No video chosen. Pick a video file in the Mimic panel.", "InputNotFound", 3)
         self.video = Path(bpy.path.abspath(str(video))).resolve()
         self.name = self.video.stem
         self.target = target
@@ -67,19 +74,33 @@ class Conversion:
             raise
 
     def finish(self, context: bpy.types.Context) -> ImportResult:
-        """Read the core's motion file and build the animation; raises CoreError, BadMotionFile, ...; the scene
-        is untouched on any failure. Always removes the temp folder."""
+        """Read the core's motion file and build the animation, with the core's warnings; raises a MimicError
+        (CoreError, BadMotionFile, RetargetError ...) and leaves the scene untouched on any failure. Always removes
+        the temp folder."""
         try:
             motion = motionfile.load_motion(self.job.result())
             target = None
             if self.target:
                 target = bpy.data.objects.get(self.target)
                 if target is None or target.type != "ARMATURE":
-                    raise CoreError(f"The target armature {self.target!r} is gone. Select an armature.", "NoTarget")
-            return import_motion(context, motion, self.name, target, self.use_scene_fps)
+                    raise RetargetError(f"The target armature {self.target!r} is gone. Select an armature.")
+            result = import_motion(context, motion, self.name, target, self.use_scene_fps)
+            result.warnings = list(self.job.state.warnings)
+            return result
         finally:
             self.cleanup()
 
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
+
+def import_video(context: bpy.types.Context, filepath: str | Path, options: CoreOptions, target_name: str = "",
+                 use_scene_fps: bool = False, python: str = "") -> ImportResult:
+    """Convert video `filepath` with the core (blocking until it ends) and build the animation in the scene.
+
+    target_name: armature to retarget onto ("" = a new armature named after the clip). use_scene_fps: keep the
+    scene's frame rate (resample the motion) instead of taking the clip's. python: the core's interpreter ("" = the
+    preference / $MIMIC_PYTHON / the repo's .venv). Raises a MimicError; the scene is then as before."""
+    conversion = Conversion(filepath, options, python, target_name, use_scene_fps).start()
+    conversion.wait()
+    return conversion.finish(context)

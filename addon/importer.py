@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bpy
 
@@ -17,11 +17,13 @@ FRAME_START = 1
 
 @dataclass
 class ImportResult:
-    """The armature object that carries the animation, its new action, and the number of keyed frames."""
+    """The armature object that carries the animation, its new action, the number of keyed frames, and the
+    core's warnings about the clip (e.g. a joint lost for a while)."""
 
     armature: bpy.types.Object
     action: bpy.types.Action
     frames: int
+    warnings: list[str] = field(default_factory=list)
 
 
 def data_counts() -> dict[str, int]:

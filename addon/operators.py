@@ -1,11 +1,18 @@
-"""Operators: they gather options and call the plain functions in conversion.py, export.py and interpreter.py."""
+"""Operators: they gather their properties and call plain functions (conversion.py, exporters/, interpreter.py).
+
+Every failure a user can act on is a MimicError (the core's, a bad motion file, the add-on's own MimicAddonError):
+operators catch that one base and report its message.
+"""
 
 from __future__ import annotations
 
 import bpy
+from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
-from .properties import preferences
+from . import exporters
+from .errors import MimicError, RetargetError
+from .properties import ImportSettings, preferences
 
 #: The conversion the modal import operator is running, if any (the panel shows its progress).
 _ACTIVE: dict[str, object] = {}
@@ -30,7 +37,13 @@ def _redraw(context: bpy.types.Context) -> None:
                 area.tag_redraw()
 
 
-class MIMIC_OT_import_video(bpy.types.Operator):
+def _python(context: bpy.types.Context) -> str:
+    """The core's interpreter from the add-on preferences ("" = search)."""
+    prefs = preferences(context)
+    return prefs.python_path if prefs else ""
+
+
+class MIMIC_OT_import_video(ImportSettings, bpy.types.Operator):
     """Convert the video into skeletal animation with the Mimic core and import it"""
 
     bl_idname = "mimic.import_video"
@@ -39,29 +52,18 @@ class MIMIC_OT_import_video(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return active_conversion() is None and bool(context.scene.mimic.filepath)
+        return active_conversion() is None
 
-    def _conversion(self, context: bpy.types.Context):
-        from .conversion import Conversion
+    def _target_name(self, context: bpy.types.Context) -> str:
+        if self.target != "SELECTED":
+            return ""
+        obj = context.active_object
+        if obj is None or obj.type != "ARMATURE":
+            raise RetargetError("Select the armature to put the animation on, or choose Target: New Armature.")
+        return obj.name
 
-        settings = context.scene.mimic
-        target = ""
-        if settings.target == "SELECTED":
-            obj = context.active_object
-            if obj is None or obj.type != "ARMATURE":
-                raise ValueError("Select the armature to put the animation on, or choose Target: New Armature.")
-            target = obj.name
-        prefs = preferences(context)
-        return Conversion(settings.filepath, settings.core_options(), prefs.python_path if prefs else "", target,
-                          settings.use_scene_fps)
-
-    def _import(self, context: bpy.types.Context, conversion) -> set[str]:
-        try:
-            result = conversion.finish(context)
-        except Exception as err:  # any failure (core, motion file, retargeting): report it; the scene is restored
-            self.report({"ERROR"}, str(err) or type(err).__name__)
-            return {"CANCELLED"}
-        for warning in conversion.job.state.warnings:
+    def _report_result(self, result) -> set[str]:  # result: importer.ImportResult
+        for warning in result.warnings:
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"Imported {result.frames} frames as action {result.action.name!r} "
                               f"on {result.armature.name!r}")
@@ -69,28 +71,26 @@ class MIMIC_OT_import_video(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         """Synchronous: scripts, tests and batch runs (no event loop needed)."""
-        from .interpreter import InterpreterError
-        from .job import CoreError
+        from .conversion import import_video
 
         try:
-            conversion = self._conversion(context).start()
-            conversion.wait()
-        except (CoreError, InterpreterError, ValueError) as err:
+            result = import_video(context, self.filepath, self.core_options(), self._target_name(context),
+                                  self.use_scene_fps, _python(context))
+        except MimicError as err:  # the scene is as it was
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
-        return self._import(context, conversion)
+        return self._report_result(result)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         """Start the core and follow it on a timer, so Blender stays responsive."""
-        from .interpreter import InterpreterError
-        from .job import CoreError
+        from .conversion import Conversion
 
         if context.window is None:  # no window to run a modal handler in (background scripts)
             return self.execute(context)
-
         try:
-            conversion = self._conversion(context).start()
-        except (CoreError, InterpreterError, ValueError) as err:
+            conversion = Conversion(self.filepath, self.core_options(), _python(context), self._target_name(context),
+                                    self.use_scene_fps).start()
+        except MimicError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
         _ACTIVE["conversion"] = conversion
@@ -130,7 +130,12 @@ class MIMIC_OT_import_video(bpy.types.Operator):
         if running:
             return {"PASS_THROUGH"}
         self._end(context)
-        return self._import(context, conversion)
+        try:
+            result = conversion.finish(context)
+        except MimicError as err:  # the scene is as it was
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        return self._report_result(result)
 
 
 class MIMIC_OT_cancel_import(bpy.types.Operator):
@@ -150,58 +155,51 @@ class MIMIC_OT_cancel_import(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class _ExportArmature(ExportHelper):
-    """Shared poll: an armature is active."""
+class MIMIC_OT_export(bpy.types.Operator, ExportHelper):
+    """Export the active armature's animation in one of the formats of addon/exporters"""
+
+    bl_idname = "mimic.export"
+    bl_label = "Export Animation"
+
+    filename_ext = ".bvh"  # follows `format` (invoke, check)
+    filter_glob: StringProperty(default=";".join(sorted({f"*{e.extension}" for e in exporters.EXPORTERS.values()})),
+                                options={"HIDDEN"})
+    format: EnumProperty(name="Format", description="File format (addon/exporters)", items=exporters.enum_items())
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         obj = context.active_object
         return obj is not None and obj.type == "ARMATURE"
 
+    @classmethod
+    def description(cls, context: bpy.types.Context, properties: bpy.types.OperatorProperties) -> str:
+        return exporters.get(properties.format).description
+
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         obj = context.active_object
         action = obj.animation_data.action if obj.animation_data else None
+        self.filename_ext = exporters.get(self.format).extension
         self.filepath = bpy.path.ensure_ext((action or obj).name, self.filename_ext)
         return super().invoke(context, event)
 
-    def _run(self, context: bpy.types.Context, write) -> set[str]:
-        from .export import ExportError
+    def check(self, context: bpy.types.Context) -> bool:
+        self.filename_ext = exporters.get(self.format).extension  # the file name's extension follows the format
+        return super().check(context)
 
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        exporter = exporters.get(self.format)
         try:
-            path = write(context, context.active_object, self.filepath)
-        except (ExportError, OSError) as err:
+            written = exporter.export(context, context.active_object,
+                                      bpy.path.ensure_ext(self.filepath, exporter.extension))
+            problems = exporter.check(written) if exporter.check is not None else []
+        except MimicError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Wrote {path}")
+        if problems:
+            self.report({"WARNING"}, f"Wrote {written}, but: " + " ".join(problems))
+        else:
+            self.report({"INFO"}, f"Wrote {written}")
         return {"FINISHED"}
-
-
-class MIMIC_OT_export_bvh(bpy.types.Operator, _ExportArmature):
-    """Export the active armature's animation as BVH for Unity (Y up, root translation only, ZXY)"""
-
-    bl_idname = "mimic.export_bvh"
-    bl_label = "Export BVH"
-    filename_ext = ".bvh"
-    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        from .export import export_bvh
-
-        return self._run(context, export_bvh)
-
-
-class MIMIC_OT_export_fbx(bpy.types.Operator, _ExportArmature):
-    """Export the active armature and its action as FBX (armature and baked animation, 1:1 scale in Unity)"""
-
-    bl_idname = "mimic.export_fbx"
-    bl_label = "Export FBX"
-    filename_ext = ".fbx"
-    filter_glob: bpy.props.StringProperty(default="*.fbx", options={"HIDDEN"})
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        from .export import export_fbx
-
-        return self._run(context, export_fbx)
 
 
 class MIMIC_OT_check_core(bpy.types.Operator):
@@ -211,13 +209,13 @@ class MIMIC_OT_check_core(bpy.types.Operator):
     bl_label = "Check"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from .interpreter import InterpreterError, core_version, find_python
+        from .interpreter import core_version, find_python
 
         prefs = preferences(context)
         try:
-            python = find_python(prefs.python_path if prefs else "")
+            python = find_python(_python(context))
             message = f"{core_version(python)} ({python})"
-        except InterpreterError as err:
+        except MimicError as err:
             if prefs is not None:
                 prefs.check_message = str(err)
             self.report({"ERROR"}, str(err))
@@ -228,5 +226,4 @@ class MIMIC_OT_check_core(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES: tuple[type, ...] = (MIMIC_OT_import_video, MIMIC_OT_cancel_import, MIMIC_OT_export_bvh, MIMIC_OT_export_fbx,
-                             MIMIC_OT_check_core)
+CLASSES: tuple[type, ...] = (MIMIC_OT_import_video, MIMIC_OT_cancel_import, MIMIC_OT_export, MIMIC_OT_check_core)

@@ -17,8 +17,9 @@ def addon_id() -> str:
     return package.rpartition(".")[0] or package
 
 
-class MIMIC_PG_settings(bpy.types.PropertyGroup):
-    """Import settings, stored in the .blend file as `scene.mimic`."""
+class ImportSettings:
+    """What to import and how: the import operator's properties and, under the same names, the panel's stored
+    settings (`scene.mimic`), which the panel copies into the operator (`copy_import_settings`)."""
 
     filepath: StringProperty(name="Video", description="Video file of one person moving", subtype="FILE_PATH")
     use_range: BoolProperty(name="Range", description="Convert only part of the clip (in seconds)", default=False)
@@ -32,6 +33,10 @@ class MIMIC_PG_settings(bpy.types.PropertyGroup):
         ("INDEX", "Index", "A person counted from the left (0 = left-most)"),
     ), default="LARGEST")
     person_index: IntProperty(name="Index", description="Person counted from the left, 0 = left-most", min=0)
+    lifter: EnumProperty(name="Lifter", description="How 2D landmarks become 3D", items=(
+        ("TCN", "Learned (TCN)", "Mimic's temporal network: sees 2.7 s around each frame, knows motion"),
+        ("MEDIAPIPE", "MediaPipe", "MediaPipe's own per-frame 3D, with a root trajectory fitted to the 2D track"),
+    ), default="TCN")
     cutoff_hz: FloatProperty(name="Smoothing", description="Low-pass cutoff in Hz: lower is smoother, 0 = off",
                              min=0.0, max=30.0, soft_max=15.0, default=6.0, precision=1)
     target: EnumProperty(name="Target", description="Where the animation goes", items=(
@@ -41,13 +46,29 @@ class MIMIC_PG_settings(bpy.types.PropertyGroup):
     use_scene_fps: BoolProperty(name="Keep Scene FPS", default=False,
                                 description="Keep the scene's frame rate and resample the motion to it, instead of "
                                             "setting the scene to the clip's frame rate")
-    retarget: PointerProperty(type=retarget_ui.MIMIC_PG_retarget)
 
     def core_options(self) -> CoreOptions:
         """These settings as the core CLI's options."""
         person = {"LARGEST": "largest", "LEFT": "left"}.get(self.person, str(self.person_index))
         start, end = (self.start_s, self.end_s) if self.use_range else (None, None)
-        return CoreOptions(start_s=start, end_s=end, person=person, cutoff_hz=self.cutoff_hz)
+        return CoreOptions(start_s=start, end_s=end, person=person, cutoff_hz=self.cutoff_hz,
+                           lifter=self.lifter.lower())
+
+
+#: The names ImportSettings defines, in order.
+IMPORT_SETTINGS: tuple[str, ...] = tuple(ImportSettings.__annotations__)
+
+
+def copy_import_settings(source: ImportSettings, target: ImportSettings) -> None:
+    """Copy every import setting from `source` to `target` (scene.mimic -> the operator the panel's button runs)."""
+    for name in IMPORT_SETTINGS:
+        setattr(target, name, getattr(source, name))
+
+
+class MIMIC_PG_settings(ImportSettings, bpy.types.PropertyGroup):
+    """The panel's settings, stored in the .blend file as `scene.mimic`: the import settings and retargeting's."""
+
+    retarget: PointerProperty(type=retarget_ui.MIMIC_PG_retarget)
 
 
 class MIMIC_AP_preferences(bpy.types.AddonPreferences):

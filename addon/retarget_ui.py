@@ -1,9 +1,9 @@
-"""Retargeting UI: bone-map editing, presets, the "Retarget action" operator and Unity/glTF exports.
+"""Retargeting UI: bone-map editing, presets and the "Retarget action" operator (exports: the main panel's menu).
 
 `CLASSES` is registered by addon/__init__.py: its property groups before the add-on's own settings, which hold
 `retarget: PointerProperty(type=MIMIC_PG_retarget)` so that everything lives under the one `scene.mimic`; the rest
 after MIMIC_PT_main, under which MIMIC_PT_retarget hangs. Operators only gather options and call plain functions
-(addon/retarget.py, addon/rigmap.py, addon/unity.py). The bone map shown is the active armature's; every edit is
+(addon/retarget.py, addon/rigmap.py). The bone map shown is the active armature's; every edit is
 saved on that armature (retarget.store_bone_map), so imports onto it and batch `--rig` runs use it.
 """
 
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import bpy
 from bpy.props import CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
-from bpy_extras.io_utils import ExportHelper
 
 from . import rigmap
 
@@ -240,49 +239,6 @@ class MIMIC_OT_retarget_action(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MIMIC_OT_export_unity(bpy.types.Operator, ExportHelper):
-    """Export the active armature's action for Unity (Humanoid FBX or BVH on a T-pose Unity skeleton) or as glTF"""
-
-    bl_idname = "mimic.export_unity"
-    bl_label = "Export for Unity / glTF"
-
-    filename_ext = ".fbx"
-    filter_glob: StringProperty(default="*.fbx;*.bvh;*.glb;*.gltf", options={"HIDDEN"})
-    kind: EnumProperty(name="Format", items=(
-        ("FBX", "Unity Humanoid FBX", "T-pose rest, Unity names, Y up / +Z forward, 1 unit = 1 m, baked"),
-        ("BVH", "Unity BVH", "Y up, metres, ZXY on every joint, root translation only, zero-rotation rest"),
-        ("GLB", "glTF Binary (.glb)", "The armature, its meshes and action through Blender's glTF exporter"),
-    ), default="FBX")
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return _armature(context) is not None
-
-    def check(self, context: bpy.types.Context) -> bool:
-        self.filename_ext = {"FBX": ".fbx", "BVH": ".bvh", "GLB": ".glb"}[self.kind]
-        return super().check(context)
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        from . import unity
-        from .export import ExportError
-        from .retarget import RetargetError
-
-        self.filename_ext = {"FBX": ".fbx", "BVH": ".bvh", "GLB": ".glb"}[self.kind]
-        path = bpy.path.ensure_ext(self.filepath, self.filename_ext)
-        writer = {"FBX": unity.export_unity_fbx, "BVH": unity.export_unity_bvh, "GLB": unity.export_gltf}[self.kind]
-        try:
-            written = writer(context, _armature(context), path)
-            problems = unity.check_unity_fbx(written) if self.kind == "FBX" else []
-        except (RetargetError, ExportError, OSError) as err:
-            self.report({"ERROR"}, str(err))
-            return {"CANCELLED"}
-        if problems:
-            self.report({"WARNING"}, f"Wrote {written}, but: " + " ".join(problems))
-        else:
-            self.report({"INFO"}, f"Wrote {written}")
-        return {"FINISHED"}
-
-
 # --- panel ----------------------------------------------------------------------------------------------------------
 
 class MIMIC_UL_bone_map(bpy.types.UIList):
@@ -305,7 +261,7 @@ class MIMIC_UL_bone_map(bpy.types.UIList):
 
 
 class MIMIC_PT_retarget(bpy.types.Panel):
-    """Retarget onto your own character: bone map, presets, retarget an action, Unity and glTF exports."""
+    """Retarget onto your own character: bone map, presets, retarget an action."""
 
     bl_idname = "MIMIC_PT_retarget"
     bl_label = "Retarget"
@@ -344,11 +300,10 @@ class MIMIC_PT_retarget(bpy.types.Panel):
             box.prop(settings, "source")
         box.prop(settings, "action_name")
         box.operator("mimic.retarget_action", icon="ARMATURE_DATA")
-        layout.operator("mimic.export_unity", icon="EXPORT")
 
 
 CLASSES: tuple[type, ...] = (
     MIMIC_PG_bone_map_item, MIMIC_PG_retarget, MIMIC_OT_detect_bone_map, MIMIC_OT_save_bone_map_preset,
-    MIMIC_OT_load_bone_map_preset, MIMIC_OT_retarget_action, MIMIC_OT_export_unity, MIMIC_UL_bone_map,
+    MIMIC_OT_load_bone_map_preset, MIMIC_OT_retarget_action, MIMIC_UL_bone_map,
     MIMIC_PT_retarget,
 )

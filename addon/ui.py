@@ -5,10 +5,11 @@ from __future__ import annotations
 import bpy
 
 from .operators import active_conversion
+from .properties import copy_import_settings
 
 
 class MIMIC_PT_main(bpy.types.Panel):
-    """Import a video as animation, then export it."""
+    """Import a video as animation (the panel's settings are the import operator's properties), then export it."""
 
     bl_idname = "MIMIC_PT_main"
     bl_label = "Mimic"
@@ -30,6 +31,7 @@ class MIMIC_PT_main(bpy.types.Panel):
         layout.prop(settings, "person")
         if settings.person == "INDEX":
             layout.prop(settings, "person_index")
+        layout.prop(settings, "lifter")
         layout.prop(settings, "cutoff_hz")
         layout.prop(settings, "target")
         if settings.target == "SELECTED":
@@ -40,7 +42,9 @@ class MIMIC_PT_main(bpy.types.Panel):
 
         conversion = active_conversion()
         if conversion is None:
-            layout.operator("mimic.import_video", icon="FILE_MOVIE")
+            row = layout.row()
+            row.enabled = bool(settings.filepath)
+            copy_import_settings(settings, row.operator("mimic.import_video", icon="FILE_MOVIE"))
         else:
             state = conversion.job.state
             if hasattr(layout, "progress"):  # Blender 4.0+
@@ -50,9 +54,7 @@ class MIMIC_PT_main(bpy.types.Panel):
             layout.operator("mimic.cancel_import", icon="CANCEL")
 
         layout.separator()
-        row = layout.row(align=True)
-        row.operator("mimic.export_bvh", icon="EXPORT")
-        row.operator("mimic.export_fbx", icon="EXPORT")
+        layout.operator_menu_enum("mimic.export", "format", text="Export", icon="EXPORT")  # addon/exporters
 
 
 CLASSES: tuple[type, ...] = (MIMIC_PT_main,)

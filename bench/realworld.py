@@ -76,28 +76,24 @@ sys.path.insert(0, str(ROOT))
 
 from bench.multiview import (Camera, label_swaps, read_qca, relabel, reprojection_error, triangulate,  # noqa: E402
                              triangulate_robust)  # noqa: E402
-from core.detect2d import detect
+from core.detect2d import detect  # noqa: E402
 from core.detections import Detections  # noqa: E402
 from core.lift.tcn import DEFAULT_WEIGHTS, TcnLifter  # noqa: E402
 from core.filters import fill_gaps, smooth  # noqa: E402
 from core.lift.layout import lifter_layout  # noqa: E402
 from core.sides import fix_swaps  # noqa: E402
+from core.common import rigs  # noqa: E402
 from training.metrics import align  # noqa: E402
 
 DEMO = ROOT / ".cache" / "pose2sim" / "Demo_SinglePerson"
 # cam01 is the sample clip pose2sim_balance.mp4
 VIDEOS = [ROOT / "sample_clips" / "pose2sim_balance.mp4"] + [DEMO / f"cam0{i}.mp4" for i in (2, 3, 4)]
 CALIBRATION = DEMO / "Calib.qca.txt"
-MP_NAMES = ("nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
-            "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
-            "right_elbow", "left_wrist", "right_wrist", "left_pinky", "right_pinky", "left_index", "right_index",
-            "left_thumb", "right_thumb", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-            "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index")
+MP_NAMES = rigs.landmark_names()
 LIMBS = tuple(f"{s}_{j}" for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle") for s in ("left", "right"))
 BODY = ("nose", "left_ear", "right_ear") + LIMBS + tuple(
     f"{s}_{j}" for j in ("heel", "foot_index") for s in ("left", "right"))
-MIRROR = np.array([MP_NAMES.index(n.replace("left_", "@").replace("right_", "left_").replace("@", "right_"))
-                   for n in MP_NAMES])
+MIRROR = rigs.landmark_mirror()
 GROUPS = {  # landmark groups whose left/right labels MediaPipe swaps together; each anchored as noted in fix_labels
     "torso": [MP_NAMES.index(n) for n in MP_NAMES[:13] + MP_NAMES[23:25]],
     "arms": [MP_NAMES.index(n) for n in MP_NAMES[13:23]],

@@ -1,5 +1,6 @@
 """The Blender extension in real Blender (bpy 5.0.1): registration, the import operator on a real clip with the real
-core subprocess, exports re-imported by Blender's own importers, and failures that leave the scene as it was."""
+core subprocess, every registered export format through the one export operator, exports re-imported by Blender's own
+importers, and failures that leave the scene as it was. The extension zip is tests/test_package.py's."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +65,11 @@ def submodule(ext, name: str):
     return importlib.import_module(f"{ext.__name__}.addon.{name}")
 
 
+def ext_load_motion(ext, path: Path):
+    """The motion file at `path`, read by the enabled extension's own copy of the numpy layer."""
+    return importlib.import_module(f"{ext.__name__}.core.common.motionfile").load_motion(path)
+
+
 def counts() -> dict[str, int]:
     return {"objects": len(bpy.data.objects), "armatures": len(bpy.data.armatures), "actions": len(bpy.data.actions),
             "meshes": len(bpy.data.meshes), "collections": len(bpy.data.collections)}
@@ -92,19 +96,19 @@ def test_register_unregister_register_leaves_nothing_behind(ext) -> None:
     package = ext.addon
     classes = package._classes()
     names = {c.__name__ for c in classes}
-    assert {"MIMIC_PT_main", "MIMIC_PG_settings", "MIMIC_OT_import_video", "MIMIC_OT_export_bvh",
-            "MIMIC_OT_export_fbx", "MIMIC_OT_check_core", "MIMIC_PG_retarget"} <= names
+    assert {"MIMIC_PT_main", "MIMIC_PG_settings", "MIMIC_OT_import_video", "MIMIC_OT_export",
+            "MIMIC_OT_check_core", "MIMIC_PG_retarget"} <= names
     assert all(c.is_registered for c in classes)
     assert "mimic" in bpy.types.Scene.bl_rna.properties
     assert isinstance(bpy.context.scene.mimic.retarget, ext.addon.retarget_ui.MIMIC_PG_retarget)
     assert len(package._cli_handles) == 1
-    assert _op_exists("mimic.import_video") and _op_exists("mimic.export_fbx")
+    assert _op_exists("mimic.import_video") and _op_exists("mimic.export")
 
     disable_extension()
     assert not any(c.is_registered for c in classes)
     assert "mimic" not in bpy.types.Scene.bl_rna.properties
     assert not hasattr(bpy.types.Scene, "mimic")
-    assert not _op_exists("mimic.import_video") and not _op_exists("mimic.export_fbx")
+    assert not _op_exists("mimic.import_video") and not _op_exists("mimic.export")
     assert package._cli_handles == []
     assert ADDON not in bpy.context.preferences.addons
 
@@ -143,35 +147,12 @@ print("HEAVY", sorted(m for m in ("torch", "mediapipe", "cv2", "scipy") if m in 
     assert "HEAVY []" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
-def test_manifest_and_built_zip(tmp_path: Path) -> None:
-    manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
-    assert manifest["schema_version"] == "1.0.0"
-    assert manifest["blender_version_min"] == "4.2.0"
-    assert manifest["type"] == "add-on" and manifest["id"] == "mimic"
-    assert all(lic.startswith("SPDX:") for lic in manifest["license"])
-    assert manifest["permissions"]["files"]
-    assert "network" not in manifest["permissions"]
-    # `blender --command extension build` runs this same bundled tool.
-    tool = Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
-    proc = subprocess.run([sys.executable, str(tool), "build", "--source-dir", str(ROOT), "--output-dir",
-                           str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (zip_path,) = tmp_path.glob("mimic-*.zip")
-    names = zipfile.ZipFile(zip_path).namelist()
-    for needed in ("blender_manifest.toml", "__init__.py", "addon/__init__.py", "addon/batch.py",
-                   "addon/motionfile.py", "core/__main__.py", "core/progress.py", "rigs/humanoid.json",
-                   "requirements.txt"):
-        assert needed in names
-    assert not [n for n in names if n.startswith((".venv", ".cache", ".git", "sample_clips", "tests/", "out/"))]
-    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".mp4", ".mov", ".npz", ".zip"))]
-
-
 # --- the import operator on a real clip -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def imported(ext, walk_clip: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Run the import operator (EXEC_DEFAULT: the core subprocess, then the scene) once on a short range of the
-    walking clip; keep a copy of the motion file it imported."""
+    """Run the import operator as a script does (its own properties, in background mode: the core subprocess, then
+    the scene) once on a short range of the walking clip; keep a copy of the motion file it imported."""
     keep = tmp_path_factory.mktemp("imported")
     conversion_cls = submodule(ext, "conversion").Conversion
     original = conversion_cls.cleanup
@@ -181,13 +162,11 @@ def imported(ext, walk_clip: Path, tmp_path_factory: pytest.TempPathFactory):
             shutil.copy(self.job.output, keep / "motion.npz")
         original(self)
 
-    settings = bpy.context.scene.mimic
-    settings.filepath = str(walk_clip)
-    settings.use_range = True
-    settings.start_s, settings.end_s = CLIP_RANGE
+    assert bpy.app.background and bpy.context.scene.mimic.filepath == ""  # the panel's settings play no part
     conversion_cls.cleanup = cleanup_keeping_motion
     try:
-        result = bpy.ops.mimic.import_video("EXEC_DEFAULT")
+        result = bpy.ops.mimic.import_video(filepath=str(walk_clip), use_range=True, start_s=CLIP_RANGE[0],
+                                            end_s=CLIP_RANGE[1])
     finally:
         conversion_cls.cleanup = original
     assert result == {"FINISHED"}
@@ -229,7 +208,7 @@ def test_exported_bvh_reimports_to_same_positions(imported, tmp_path: Path) -> N
     names = list(motion.skeleton.names)
     path = tmp_path / "walk.bvh"
     with bpy.context.temp_override(active_object=armature, object=armature):
-        assert bpy.ops.mimic.export_bvh("EXEC_DEFAULT", filepath=str(path)) == {"FINISHED"}
+        assert bpy.ops.mimic.export(filepath=str(path), format="bvh") == {"FINISHED"}
     text = path.read_text()
     assert "CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation" in text
     assert text.count("CHANNELS 6") == 1 and text.count("CHANNELS 3 Zrotation Xrotation Yrotation") == len(names) - 1
@@ -273,7 +252,7 @@ def test_exported_fbx_reimports_to_same_positions(imported, tmp_path: Path) -> N
     actions = len(bpy.data.actions)
     bpy.context.scene.frame_set(1)
     with bpy.context.temp_override(active_object=armature, object=armature):
-        assert bpy.ops.mimic.export_fbx("EXEC_DEFAULT", filepath=str(path)) == {"FINISHED"}
+        assert bpy.ops.mimic.export(filepath=str(path), format="fbx") == {"FINISHED"}
     settings, models = fbx_header(path)
     assert (settings[b"UpAxis"], settings[b"UpAxisSign"], settings[b"FrontAxis"], settings[b"FrontAxisSign"]) == \
         (1, 1, 2, 1)  # Y up, +Z front: what Unity expects
@@ -314,12 +293,58 @@ def test_exported_fbx_reimports_to_same_positions(imported, tmp_path: Path) -> N
     assert len(bpy.data.actions) == actions  # the temporary rest-pose action is gone
 
 
+def test_every_registered_format_exports_through_the_one_operator(imported, ext, tmp_path: Path) -> None:
+    """The export operator offers exactly the registry's formats, and each writes its file (named with the format's
+    extension, no temp file left) that reads back as that format; unity_fbx passes the Unity Humanoid checker."""
+    armature, motion = imported
+    registry = submodule(ext, "exporters").EXPORTERS
+    assert {"bvh", "fbx", "glb", "unity_bvh", "unity_fbx"} <= set(registry)
+    items = bpy.ops.mimic.export.get_rna_type().properties["format"].enum_items
+    assert [item.identifier for item in items] == list(registry)
+    magic = {".bvh": b"HIERARCHY", ".fbx": b"Kaydara FBX Binary", ".glb": b"glTF"}
+    objects, actions = set(bpy.data.objects), set(bpy.data.actions)
+    bpy.context.scene.frame_set(1)
+    # Active through the view layer, as a script or the panel would have it (not a context override: the Unity
+    # checker re-imports with Blender's FBX importer, which switches modes on the context's active object).
+    bpy.context.view_layer.objects.active = armature
+    for exporter in registry.values():
+        folder = tmp_path / exporter.id
+        folder.mkdir()
+        assert bpy.ops.mimic.export(filepath=str(folder / "walk"), format=exporter.id) == {"FINISHED"}
+        (written,) = folder.iterdir()
+        assert written.name == f"walk{exporter.extension}", exporter.id
+        assert written.read_bytes().startswith(magic[exporter.extension]), exporter.id
+        if exporter.extension == ".bvh":
+            bvh = read_bvh(written)
+            assert bvh.num_frames == motion.num_frames and bvh.names[0] == "Hips", exporter.id
+        if exporter.check is not None:
+            assert exporter.check(written) == [], exporter.id
+    assert set(bpy.data.objects) == objects and set(bpy.data.actions) == actions  # temporary rigs removed
+    assert armature.animation_data.action.name == "sports2d_walk"
+
+
+def test_export_failures_are_reported(imported, tmp_path: Path) -> None:
+    armature, _ = imported
+    with bpy.context.temp_override(active_object=armature, object=armature):
+        with pytest.raises(RuntimeError, match="Output folder .*missing does not exist"):
+            bpy.ops.mimic.export(filepath=str(tmp_path / "missing" / "walk.bvh"), format="bvh")
+    still = bpy.data.objects.new("Still", bpy.data.armatures.new("Still"))
+    bpy.context.scene.collection.objects.link(still)
+    try:
+        with bpy.context.temp_override(active_object=still, object=still):
+            with pytest.raises(RuntimeError, match="Still has no action to export"):
+                bpy.ops.mimic.export(filepath=str(tmp_path / "still.fbx"), format="unity_fbx")
+    finally:
+        bpy.data.batch_remove([still, still.data])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_keep_scene_fps_resamples(imported, ext, tmp_path: Path) -> None:
     """Keep Scene FPS: a 30 fps clip in a 60 fps scene gets 2F - 1 keys and every other frame is a clip frame."""
     _, motion = imported
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = 60, 1.0
-    data = submodule(ext, "motionfile").read_motion(_save_copy(motion, tmp_path / "m.npz"))
+    data = ext_load_motion(ext, _save_copy(motion, tmp_path / "m.npz"))
     result = submodule(ext, "importer").import_motion(bpy.context, data, "at60", use_scene_fps=True)
     try:
         frames = 2 * motion.num_frames - 1
@@ -339,12 +364,10 @@ def test_keep_scene_fps_resamples(imported, ext, tmp_path: Path) -> None:
 
 def test_core_failure_reports_and_leaves_scene_unchanged(imported, ext, tmp_path: Path) -> None:
     scene = bpy.context.scene
-    settings = scene.mimic
-    settings.filepath = str(blank_video(tmp_path / "nobody.mp4", 12))
-    settings.use_range = False
+    video = blank_video(tmp_path / "nobody.mp4", 12)
     before, timing = counts(), (scene.render.fps, scene.frame_start, scene.frame_end)
     with pytest.raises(RuntimeError, match="(?i)person"):
-        bpy.ops.mimic.import_video("EXEC_DEFAULT")
+        bpy.ops.mimic.import_video(filepath=str(video))
     assert counts() == before
     assert (scene.render.fps, scene.frame_start, scene.frame_end) == timing
 
@@ -364,7 +387,7 @@ def test_failure_while_building_removes_everything(imported, ext, monkeypatch: p
     scene = bpy.context.scene
     scene.render.fps, scene.frame_end = 24, 77
     before = counts()
-    data = submodule(ext, "motionfile").read_motion(_save_copy(motion, tmp_path / "m.npz"))
+    data = ext_load_motion(ext, _save_copy(motion, tmp_path / "m.npz"))
     monkeypatch.setattr(importer, "key_motion", key_then_fail)
     with pytest.raises(RuntimeError, match="injected"):
         importer.import_motion(bpy.context, data, "broken")
@@ -385,9 +408,8 @@ def test_target_selected_armature_retargets_or_fails_cleanly(ext, imported, walk
     including the armature's current action."""
     armature, motion = imported
     scene = bpy.context.scene
-    settings = scene.mimic
-    settings.filepath, settings.use_range, settings.target = str(walk_clip), True, "SELECTED"
-    settings.start_s, settings.end_s = CLIP_RANGE
+    options = {"filepath": str(walk_clip), "use_range": True, "start_s": CLIP_RANGE[0], "end_s": CLIP_RANGE[1],
+               "target": "SELECTED"}
     stick = bpy.data.objects.new("Stick", bpy.data.armatures.new("Stick"))
     scene.collection.objects.link(stick)
     with bpy.context.temp_override(active_object=stick, object=stick, edit_object=stick):
@@ -400,32 +422,25 @@ def test_target_selected_armature_retargets_or_fails_cleanly(ext, imported, walk
     try:
         before = counts()
         with pytest.raises(RuntimeError, match="not a humanoid rig"):
-            bpy.ops.mimic.import_video("EXEC_DEFAULT")
+            bpy.ops.mimic.import_video(**options)
         assert counts() == before and stick.animation_data is None
 
         bpy.context.view_layer.objects.active = armature
-        assert bpy.ops.mimic.import_video("EXEC_DEFAULT") == {"FINISHED"}
+        assert bpy.ops.mimic.import_video(**options) == {"FINISHED"}
         action = armature.animation_data.action
         assert action is not previous and action.name.startswith("sports2d_walk")
         assert counts() == {**before, "actions": before["actions"] + 1}  # a new action, no new armature
         assert tuple(action.frame_range) == (1.0, float(motion.num_frames))
     finally:
-        settings.target = "NEW"
         armature.animation_data.action = previous
         bpy.data.batch_remove([stick, stick.data])
 
 
 def test_target_selected_needs_an_armature(ext, imported, walk_clip: Path) -> None:
-    scene = bpy.context.scene
-    scene.mimic.filepath = str(walk_clip)
-    scene.mimic.target = "SELECTED"
     bpy.context.view_layer.objects.active = None
     before = counts()
-    try:
-        with pytest.raises(RuntimeError, match="Select the armature"):
-            bpy.ops.mimic.import_video("EXEC_DEFAULT")
-    finally:
-        scene.mimic.target = "NEW"
+    with pytest.raises(RuntimeError, match="Select the armature"):
+        bpy.ops.mimic.import_video(filepath=str(walk_clip), target="SELECTED")
     assert counts() == before
 
 
@@ -450,7 +465,7 @@ def test_cancel_mid_run_kills_core_and_leaves_scene_unchanged(ext, imported, bal
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not folder.exists()
-    with pytest.raises(job_mod.CoreCancelled):
+    with pytest.raises(submodule(ext, "errors").CoreCancelled):
         conversion.finish(bpy.context)
     assert counts() == before
 
@@ -500,18 +515,20 @@ def test_panel_settings_become_core_arguments(ext) -> None:
     settings = bpy.context.scene.mimic
     job = submodule(ext, "job")
     keep = (settings.use_range, settings.start_s, settings.end_s, settings.person, settings.person_index,
-            settings.cutoff_hz)
+            settings.cutoff_hz, settings.lifter)
     try:
         settings.use_range, settings.person, settings.cutoff_hz = False, "LEFT", 0.0
         argv = job.core_command("py", "/v.mp4", "/o.npz", settings.core_options())
         assert argv[:8] == ["py", "-m", "core", "/v.mp4", "-o", "/o.npz", "--progress", "json"]
         assert "--start" not in argv and argv[argv.index("--person") + 1] == "left"
-        assert argv[argv.index("--cutoff") + 1] == "0"
+        assert argv[argv.index("--cutoff") + 1] == "0" and argv[argv.index("--lifter") + 1] == "tcn"
         settings.use_range, settings.start_s, settings.end_s = True, 1.25, 3.5
         settings.person, settings.person_index, settings.cutoff_hz = "INDEX", 2, 4.5
+        settings.lifter = "MEDIAPIPE"
         argv = job.core_command("py", "/v.mp4", "/o.npz", settings.core_options())
         assert argv[argv.index("--start") + 1] == "1.25" and argv[argv.index("--end") + 1] == "3.5"
         assert argv[argv.index("--person") + 1] == "2" and argv[argv.index("--cutoff") + 1] == "4.5"
+        assert argv[argv.index("--lifter") + 1] == "mediapipe"
     finally:
         (settings.use_range, settings.start_s, settings.end_s, settings.person, settings.person_index,
-         settings.cutoff_hz) = keep
+         settings.cutoff_hz, settings.lifter) = keep

@@ -93,6 +93,24 @@ def test_batch_as_blender_script_argv_and_errors(tmp_path: Path) -> None:
     assert bad_format.returncode == 2 and "unknown obj" in bad_format.stderr
 
 
+def test_batch_formats_are_the_registry_and_the_motion_file(first_run: tuple[subprocess.CompletedProcess[str], Path],
+                                                          clips: Path, tmp_path: Path) -> None:
+    """--format offers every exporter of addon/exporters plus npz, and writes each under the exporter's file name."""
+    from addon.exporters import EXPORTERS
+
+    assert {"bvh", "fbx", "glb", "unity_bvh", "unity_fbx"} <= set(EXPORTERS)
+    bad = run_batch("--input", str(clips), "--output", str(tmp_path), "--format", "bvh,obj")
+    assert bad.returncode == 2
+    assert bad.stderr.split("unknown obj; use ")[1].strip().split(", ") == [*EXPORTERS, "npz"]
+    out = tmp_path / "out"
+    proc = run_batch("--input", str(clips / "walk.mp4"), "--output", str(out), "--format", "glb,unity_bvh,npz", *RANGE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["walk.glb", "walk.npz", "walk_unity_bvh.bvh"]
+    assert (out / "walk.glb").read_bytes()[:4] == b"glTF"
+    bvh = read_bvh(out / "walk_unity_bvh.bvh")
+    assert bvh.names[0] == "Hips" and bvh.num_frames == load_motion(out / "walk.npz").num_frames
+
+
 def test_batch_refuses_clips_whose_outputs_would_collide(tmp_path: Path) -> None:
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -110,8 +128,7 @@ sys.path.insert(0, {root!r})
 import bpy
 import numpy as np
 from addon.armature import create_armature
-from addon.motionfile import read_motion
-from core.common.motionfile import Motion, save_motion
+from core.common.motionfile import Motion, load_motion, save_motion
 from core.common.rotations import identity as identity_wxyz
 from core.common.skeleton import humanoid
 
@@ -121,7 +138,7 @@ offsets[[sk.index("LeftLowerLeg"), sk.index("RightLowerLeg")], 1] = -0.5  # long
 sk = sk.with_offsets(offsets)
 save_motion(Motion(skeleton=sk, fps=30.0, rotations=identity_wxyz(1, sk.num_joints),
                    root_positions=sk.offsets[:1]), {npz!r})
-rig = create_armature(read_motion({npz!r}), "Character", bpy.context.scene.collection)
+rig = create_armature(load_motion({npz!r}), "Character", bpy.context.scene.collection)
 rig.scale = (1.2, 1.2, 1.2)
 rig.location = (1.0, 2.0, 0.0)
 bpy.data.libraries.write({blend!r}, {{rig}}, fake_user=True)

@@ -1,5 +1,6 @@
-"""Unity presets in real Blender: the Unity Humanoid FBX passes the checker and carries the motion; the checker fails,
-naming the problem, on FBX files that break a requirement; the Unity BVH preset's layout; glTF/GLB round trip."""
+"""Unity presets in real Blender (addon/exporters: unity_fbx, unity_bvh, glb; the checker addon/unity.py): the Unity
+Humanoid FBX passes the checker and carries the motion; the checker fails, naming the problem, on FBX files that break
+a requirement; the Unity BVH preset's layout; a GLB re-imported by Blender's glTF importer carries the motion."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import pytest
 from test_retarget import (CHECK_FRAMES, MAX_ANGLE_DEG, angle_deg, awkward_armature, build_armature,
                            mpfb2_armature, reset_blender, source_world)
 
-from addon import export, retarget, rigmap, unity
-from addon.motionfile import MotionData, read_motion
+from addon import exporters, retarget, rigmap, unity
+from addon.errors import ExportError
+from addon.exporters import fbx
+from addon.exporters.staging import on_unity_rig
 from core.bvh import read_bvh
-from core.common.motionfile import save_motion
+from core.common.motionfile import Motion, load_motion, save_motion
 
 LIMBS = [("LeftUpperArm", "LeftLowerArm"), ("LeftLowerArm", "LeftHand"), ("RightUpperArm", "RightLowerArm"),
          ("RightLowerArm", "RightHand"), ("LeftUpperLeg", "LeftLowerLeg"), ("LeftLowerLeg", "LeftFoot"),
@@ -22,15 +25,15 @@ LIMBS = [("LeftUpperArm", "LeftLowerArm"), ("LeftLowerArm", "LeftHand"), ("Right
 
 
 @pytest.fixture(scope="module")
-def motion(tmp_path_factory: pytest.TempPathFactory) -> MotionData:
+def motion(tmp_path_factory: pytest.TempPathFactory) -> Motion:
     from test_retarget import known_motion
 
     path = tmp_path_factory.mktemp("motion") / "walk.npz"
     save_motion(known_motion(), path)
-    return read_motion(path)
+    return load_motion(path)
 
 
-def animated(convention_or_rig: str, motion: MotionData, mpfb2: Path | None = None) -> bpy.types.Object:
+def animated(convention_or_rig: str, motion: Motion, mpfb2: Path | None = None) -> bpy.types.Object:
     """A user's character (awkward convention rig, or an MPFB2 rig) with the known motion retargeted onto it."""
     reset_blender()
     if mpfb2 is not None:
@@ -49,7 +52,7 @@ def import_fbx(path: Path) -> bpy.types.Object:
     return next(o for o in bpy.data.objects if o not in before and o.type == "ARMATURE")
 
 
-def check_directions(obj: bpy.types.Object, motion: MotionData, first_frame: int) -> float:
+def check_directions(obj: bpy.types.Object, motion: Motion, first_frame: int) -> float:
     """Worst angle (degrees) between the limbs of Unity-named armature `obj` and the source motion."""
     src_pos, _, _ = source_world(motion)
     index = {n: i for i, n in enumerate(motion.names)}
@@ -65,11 +68,11 @@ def check_directions(obj: bpy.types.Object, motion: MotionData, first_frame: int
 
 
 @pytest.mark.parametrize("rig", ["mmd", "mixamo", "default"])
-def test_unity_fbx_preset_passes_the_checker_and_carries_the_motion(motion: MotionData, mpfb2_rigs: Path,
+def test_unity_fbx_preset_passes_the_checker_and_carries_the_motion(motion: Motion, mpfb2_rigs: Path,
                                                                    tmp_path: Path, rig: str) -> None:
     obj = animated(rig, motion, mpfb2_rigs if rig == "default" else None)
     objects, actions = set(bpy.data.objects), set(bpy.data.actions)
-    path = unity.export_unity_fbx(bpy.context, obj, tmp_path / "hero.fbx")
+    path = exporters.get("unity_fbx").export(bpy.context, obj, tmp_path / "hero.fbx")
     assert set(bpy.data.objects) == objects and set(bpy.data.actions) == actions
     assert obj.animation_data.action.name == "Walk"
     assert unity.check_unity_fbx(path) == []
@@ -91,7 +94,7 @@ def ankle_height(obj: bpy.types.Object) -> float:
     return float(np.mean([(mw @ f.head_local).z - floor for f in feet]))
 
 
-def check_feet_on_floor(obj: bpy.types.Object, motion: MotionData, ankle: float, toes_on_floor: bool) -> None:
+def check_feet_on_floor(obj: bpy.types.Object, motion: Motion, ankle: float, toes_on_floor: bool) -> None:
     """The rest stands on z = 0 (the MPFB2 default rig stands 0.8 m below its origin in Blender) with the ankles as
     high as the character's, and the lower foot is as high above its rest as the source's lower foot, scaled by the
     leg-length ratio, within 1 cm. toes_on_floor: also the toes (a real rig, not one with bones pointing anywhere)."""
@@ -120,7 +123,7 @@ def _export_raw(obj: bpy.types.Object, path: Path, **changes: object) -> Path:
         o.select_set(False)
     obj.select_set(True)
     bpy.context.view_layer.objects.active = obj
-    bpy.ops.export_scene.fbx(filepath=str(path), **dict(export.FBX_OPTIONS, **changes))
+    bpy.ops.export_scene.fbx(filepath=str(path), **dict(fbx.OPTIONS, **changes))
     return path
 
 
@@ -131,18 +134,18 @@ def _export_raw(obj: bpy.types.Object, path: Path, **changes: object) -> Path:
      "FBX unit scale is 1.0, not 100"),
     ("no_animation", {"bake_anim": False}, "No baked animation"),
 ])
-def test_checker_fails_on_fbx_that_breaks_a_requirement(motion: MotionData, tmp_path: Path, case: str,
+def test_checker_fails_on_fbx_that_breaks_a_requirement(motion: Motion, tmp_path: Path, case: str,
                                                         changes: dict, expected: str) -> None:
     obj = animated("unity", motion)
-    rig = unity.build_unity_rig(bpy.context, obj)
-    path = _export_raw(rig.armature, tmp_path / f"{case}.fbx", **changes)
+    with on_unity_rig(bpy.context, obj) as rig:
+        path = _export_raw(rig, tmp_path / f"{case}.fbx", **changes)
     problems = unity.check_unity_fbx(path)
     assert any(p.startswith(expected) for p in problems), problems
     with pytest.raises(unity.UnityCheckError, match=f"{case}.fbx is not a valid Unity Humanoid FBX"):
         unity.assert_unity_fbx(path)
 
 
-def test_checker_fails_on_the_raw_a_pose_rig(motion: MotionData, tmp_path: Path) -> None:
+def test_checker_fails_on_the_raw_a_pose_rig(motion: Motion, tmp_path: Path) -> None:
     """The user's A-pose MMD rig exported as it is (at its rest): not a T-pose, and a root bone above the hips."""
     obj = animated("mmd", motion)
     obj.data.pose_position = "REST"
@@ -163,9 +166,9 @@ def test_checker_names_missing_bones_of_a_non_humanoid(tmp_path: Path) -> None:
     assert unity.check_unity_fbx(tmp_path / "nothing.fbx") == [f"{tmp_path / 'nothing.fbx'} does not exist."]
 
 
-def test_unity_bvh_preset(motion: MotionData, tmp_path: Path) -> None:
+def test_unity_bvh_preset(motion: Motion, tmp_path: Path) -> None:
     obj = animated("rigify", motion)
-    path = unity.export_unity_bvh(bpy.context, obj, tmp_path / "walk.bvh")
+    path = exporters.get("unity_bvh").export(bpy.context, obj, tmp_path / "walk.bvh")
     bvh = read_bvh(path)
     assert bvh.names[0] == "Hips" and set(bvh.names) == set(rigmap.load_humanoid().names)
     assert bvh.channels[0] == ["Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation"]
@@ -187,7 +190,10 @@ def test_unity_bvh_preset(motion: MotionData, tmp_path: Path) -> None:
             assert angle_deg(got, src_pos[f, index[b]] - src_pos[f, index[a]]) < MAX_ANGLE_DEG, (f, a, b)
 
 
-def test_gltf_round_trip(motion: MotionData, tmp_path: Path) -> None:
+def test_glb_reimports_with_the_motion_and_its_mesh(motion: Motion, tmp_path: Path) -> None:
+    """A real .glb (glTF binary magic, one file, no temp file left) that Blender's glTF importer reads back as an
+    armature with an action over the clip's frames, the skinned mesh, and the character's pose at every check
+    frame within 1 mm; an armature without an action is refused with a message."""
     obj = animated("vrm", motion)
     mesh = bpy.data.meshes.new("Body")
     mesh.from_pydata([(0, 0, 0), (0.1, 0, 0), (0, 0.1, 1.0)], [], [(0, 1, 2)])
@@ -195,20 +201,34 @@ def test_gltf_round_trip(motion: MotionData, tmp_path: Path) -> None:
     bpy.context.scene.collection.objects.link(body)
     body.parent = obj
     body.modifiers.new("Armature", "ARMATURE").object = obj
-    group = body.vertex_groups.new(name=obj.data.bones[1].name)
-    group.add([0, 1, 2], 1.0, "REPLACE")
-    bpy.context.scene.frame_set(10)
-    want = {pb.name: np.array(obj.matrix_world @ pb.head) for pb in obj.pose.bones}
-    path = unity.export_gltf(bpy.context, obj, tmp_path / "hero.glb")
-    assert path.read_bytes()[:4] == b"glTF"
+    body.vertex_groups.new(name=obj.data.bones[1].name).add([0, 1, 2], 1.0, "REPLACE")
+    want = {}
+    for f in CHECK_FRAMES:
+        bpy.context.scene.frame_set(1 + f)
+        want[f] = {pb.name: np.array(obj.matrix_world @ pb.head) for pb in obj.pose.bones}
+    moved = max(np.linalg.norm(want[CHECK_FRAMES[-1]][n] - want[CHECK_FRAMES[0]][n]) for n in want[CHECK_FRAMES[0]])
+    assert moved > 0.05  # the check below is not passing on a still pose
+
+    path = exporters.get("glb").export(bpy.context, obj, tmp_path / "hero.glb")
+    assert path == tmp_path / "hero.glb" and path.read_bytes()[:4] == b"glTF"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hero.glb"]  # no temp file left behind
+
     reset_blender()
-    bpy.ops.import_scene.gltf(filepath=str(path))
-    imported = next(o for o in bpy.data.objects if o.type == "ARMATURE")
-    assert any(o.type == "MESH" for o in bpy.data.objects)
-    assert {b.name for b in imported.data.bones} == set(want)
-    bpy.context.scene.frame_set(10)
-    got = {pb.name: np.array(imported.matrix_world @ pb.head) for pb in imported.pose.bones}
-    assert max(np.linalg.norm(got[n] - want[n]) for n in want) < 1e-3
-    with pytest.raises(retarget.RetargetError, match="needs an active action"):
-        unity.export_gltf(bpy.context, bpy.data.objects.new("x", bpy.data.armatures.new("x")), tmp_path / "x.glb")
+    assert bpy.ops.import_scene.gltf(filepath=str(path)) == {"FINISHED"}
+    (imported,) = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    skinned = [o for o in bpy.data.objects if o.type == "MESH" and o.find_armature() == imported]
+    assert [len(o.data.vertices) for o in skinned] == [3]  # the body, deformed by the armature
+    assert {b.name for b in imported.data.bones} == set(want[0])
+    action = imported.animation_data.action
+    assert action is not None
+    start, end = action.frame_range
+    assert end - start == pytest.approx(motion.num_frames - 1, abs=1)
+    for f in CHECK_FRAMES:
+        bpy.context.scene.frame_set(int(start) + f)
+        got = {pb.name: np.array(imported.matrix_world @ pb.head) for pb in imported.pose.bones}
+        assert max(np.linalg.norm(got[n] - want[f][n]) for n in want[f]) < 1e-3, f
+
+    still = bpy.data.objects.new("Still", bpy.data.armatures.new("Still"))
+    with pytest.raises(ExportError, match="Still has no action to export"):
+        exporters.get("glb").export(bpy.context, still, tmp_path / "still.glb")
+    assert not (tmp_path / "still.glb").exists()
