@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
+import contextlib
 import math
 import os
 import signal
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from core import __version__
-from core.common.errors import Cancelled, InputNotFound, MimicError
+from core.common.errors import Interrupted, InputNotFound, MimicError
 from core.progress import JsonReporter, NullReporter, Reporter, TqdmReporter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     d = ConvertOptions()
     p = argparse.ArgumentParser(prog="python -m core", description="Turn a video of a person into skeletal "
                                 "animation (BVH, or a Mimic motion file for the Blender add-on).")
-    p.add_argument("video", nargs="?", type=Path, help=f"input video (default: the sample clip {DEFAULT_CLIP.name})")
+    p.add_argument("video", nargs="?", type=Path,
+                   help=f"input video (default: the sample clip {DEFAULT_CLIP.name}); a .npz motion file or a Mimic "
+                        "BVH is written again in the output's format and units, without detection")
     p.add_argument("-o", "--output", type=Path, help="output .bvh or .npz (default: out/<clip>.bvh)")
     p.add_argument("--start", type=_non_negative, default=d.start_s, metavar="SECONDS", help="start of the range to convert")
     p.add_argument("--end", type=_non_negative, default=d.end_s, metavar="SECONDS", help="end of the range to convert")
     p.add_argument("--person", type=_person, default=d.person,
                    help="who to track: largest (default), left, right, or an index counted from the left (0, 1, …)")
     p.add_argument("--lifter", choices=sorted(LIFTERS), default=DEFAULT_LIFTER, help="2D→3D lifter")
+    p.add_argument("--weights", type=Path, default=None, metavar="FILE",
+                   help="weights of the tcn lifter, e.g. retrained on your own mocap (default: core/weights/)")
     p.add_argument("--cutoff", type=_non_negative, default=d.cutoff_hz, metavar="HZ",
                    help=f"smoothing low-pass cutoff in Hz, 0 = off (default {d.cutoff_hz:g})")
     p.add_argument("--max-gap", type=_non_negative, default=d.max_gap_s, metavar="SECONDS",
@@ -64,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", choices=("m", "cm"), default=d.units, help="BVH length unit (default m)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     p.add_argument("--no-cache", action="store_true", help="run detection again even if cached")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="convert the part of a damaged or truncated video that decodes, with a warning, instead of "
+                        "stopping with an error")
     p.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
                    help="progress display: a bar on a terminal (auto), JSON lines on stdout (json), or none")
     p.add_argument("--watch-stdin", action="store_true",
@@ -81,14 +91,48 @@ def _reporter(mode: str) -> Reporter:
     return TqdmReporter()
 
 
+#: Signals that stop a conversion cleanly (temporary files removed, a JSON error line, exit 128 + signal).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+_PARENT_GONE = threading.Event()
+
+
+def _stop(signum: int, _frame: object) -> None:
+    """Signal handler: raise Interrupted in the main thread; further signals are ignored while it cleans up."""
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, signal.SIG_IGN)
+    if _PARENT_GONE.is_set():
+        raise Interrupted("The program that started Mimic has gone; stopped, nothing was written.", "", signum)
+    name = signal.Signals(signum).name
+    raise Interrupted(f"Interrupted ({name}); nothing was written.", "Run the command again to convert.", signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While converting, SIGINT, SIGTERM and SIGHUP stop the run through the same cancel path. A signal the process
+    inherited as ignored stays ignored (nohup, a script's `&`), except SIGTERM, which the stdin watch uses."""
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig, handler in previous.items():
+        if handler != signal.SIG_IGN or sig == signal.SIGTERM:
+            signal.signal(sig, _stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)
+
+
 def _interrupt_when_stdin_closes() -> None:
-    """Raise KeyboardInterrupt in the main thread once stdin reaches end of file (the parent has gone), so the run
-    stops through the usual cancel path and leaves no output behind."""
+    """Stop the run (as SIGTERM would) once stdin reaches end of file, the parent having gone, so it ends through
+    the usual cancel path and leaves no output behind, however the process was started."""
 
     def watch() -> None:
-        while os.read(0, 1 << 16):  # the raw fd: a daemon thread blocked in sys.stdin's buffer aborts at exit
-            pass
-        os.kill(os.getpid(), signal.SIGINT)
+        with contextlib.suppress(OSError):
+            while os.read(0, 1 << 16):  # the raw fd: a daemon thread blocked in sys.stdin's buffer aborts at exit
+                pass
+        _PARENT_GONE.set()
+        _thread.interrupt_main(signal.SIGTERM)
 
     threading.Thread(target=watch, name="mimic-stdin-watch", daemon=True).start()
 
@@ -97,12 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging off the terminal
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from core.pipeline import ConvertOptions, convert
 
     args = build_parser().parse_args(argv)
-    if args.watch_stdin:
-        _interrupt_when_stdin_closes()
     reporter = _reporter(args.progress)
+    with stop_on_signals():
+        if args.watch_stdin:
+            _interrupt_when_stdin_closes()
+        return _convert(args, reporter)
+
+
+def _convert(args: argparse.Namespace, reporter: Reporter) -> int:
+    """The conversion the arguments ask for, reported; returns the exit code."""
+    from core.pipeline import MOTION_INPUTS, ConvertOptions, convert, reexport
+
     try:
         video = args.video or DEFAULT_CLIP
         if args.video is None and not DEFAULT_CLIP.is_file():
@@ -113,12 +164,14 @@ def main(argv: list[str] | None = None) -> int:
             output = DEFAULT_OUT_DIR / f"{Path(video).stem}.bvh"
         options = ConvertOptions(start_s=args.start, end_s=args.end, person=args.person, lifter=args.lifter,
                                  cutoff_hz=args.cutoff, max_gap_s=args.max_gap, units=args.units,
-                                 overwrite=args.overwrite, use_cache=not args.no_cache)
-        try:
-            motion = convert(video, output, options, reporter)
-        except KeyboardInterrupt:
-            raise Cancelled("Interrupted; nothing was written.", "Run the command again to convert.") from None
-    except MimicError as err:
+                                 overwrite=args.overwrite, use_cache=not args.no_cache,
+                                 allow_partial=args.allow_partial,
+                                 weights=str(args.weights) if args.weights else None)
+        run = reexport if Path(video).suffix.lower() in MOTION_INPUTS else convert
+        motion = run(video, output, options, reporter)
+    except (MimicError, KeyboardInterrupt) as exc:
+        err = exc if isinstance(exc, (MimicError, Interrupted)) else Interrupted(  # SIGINT before our handler
+            "Interrupted (SIGINT); nothing was written.", "Run the command again to convert.", signal.SIGINT)
         reporter.error(err.to_json())
         if not isinstance(reporter, JsonReporter):
             print(f"mimic: error: {err}", file=sys.stderr)

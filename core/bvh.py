@@ -190,6 +190,13 @@ def _motion(lines: list[list[str]], columns: int) -> tuple[int, float, np.ndarra
     return frames, frame_time, values.reshape(frames, columns)
 
 
+def guess_units(data: BvhData) -> str:
+    """"cm" when the rest skeleton is taller than 10 units (no person is 10 m tall), else "m"."""
+    sk = Skeleton(tuple(data.names), data.parents, data.offsets, data.end_sites)
+    heights = sk.rest_positions()[:, 1]
+    return "cm" if float(heights.max() - heights.min()) > 10.0 else "m"
+
+
 def bvh_to_motion(data: BvhData, units: str = "m") -> Motion:
     """A BVH in Mimic's channel layout (root translation, rotations everywhere) as a Motion in metres."""
     scale = 1.0 / UNIT_SCALE[units]

@@ -59,13 +59,16 @@ def detect(
     reporter: Reporter = NullReporter(),
     cache_dir: Path | str | Literal[False] | None = None,
     use_cache: bool = True,
+    allow_partial: bool = False,
 ) -> Detections:
     """MediaPipe Pose landmarks of one person for every frame of `path` with start_s <= time < end_s.
 
     person: "largest", "left", "right" or N (the N-th person from the left, 0-based), chosen among the people
     in the first frame where anyone is found, then tracked. Results are cached under `cache_dir` (default
     $MIMIC_CACHE_DIR or ~/.cache/mimic, subfolder detect/) unless use_cache is False or cache_dir is False.
-    Raises InputNotFound, NotAVideo, EmptyClip, BadRange, NoPersonFound; KeyboardInterrupt passes through.
+    A damaged clip raises DamagedVideo; with allow_partial the part that decodes is used and the decoder's
+    warnings are kept in info["decode_warnings"] (and so in the cache). Raises InputNotFound, NotAVideo, EmptyClip,
+    BadRange, NoPersonFound, DamagedVideo; KeyboardInterrupt and Interrupted pass through.
     """
     path = Path(path)
     rule = parse_person(person)
@@ -79,35 +82,36 @@ def detect(
         "pose": dataclasses.asdict(POSE),
         "mediapipe": _mediapipe_version(),
         "cache_format": CACHE_FORMAT,
+        "allow_partial": allow_partial,
     }
     cache_file = None
     if use_cache and cache_dir is not False:
         key = hashlib.sha256(json.dumps({"video": file_sha256(path), **settings}, sort_keys=True).encode()).hexdigest()
         cache_file = cache_root(cache_dir) / "detect" / f"{key}.npz"
-        cached = _load(cache_file, info)
+        cached = _load(cache_file, info, settings)
         if cached is not None:
             reporter.stage("detect", cached.num_frames)
             reporter.update(cached.num_frames)
             return cached
 
     reporter.stage("detect", total)
-    det = _run(info, start, end, rule, reporter, settings)
+    det = _run(info, start, end, rule, reporter, settings, allow_partial)
     if cache_file is not None:
         _save(cache_file, det)
     return det
 
 
-def _run(
-    info: VideoInfo, start: float, end: float, rule: PersonRule, reporter: Reporter, settings: dict[str, Any]
-) -> Detections:
+def _run(info: VideoInfo, start: float, end: float, rule: PersonRule, reporter: Reporter, settings: dict[str, Any],
+         allow_partial: bool = False) -> Detections:
     """Decode and detect every frame of the range: the hot loop."""
     times: list[float] = []
     image: list[np.ndarray] = []
     world: list[np.ndarray] = []
     missing = np.full((rigs.num_landmarks(), 3), np.nan)
+    warnings: list[str] = []
     tracker = PersonTracker(rule, make_pose, fps=info.fps)
     try:
-        with contextlib.closing(frames_of(info, start, end)) as frames:
+        with contextlib.closing(frames_of(info, start, end, allow_partial, warnings.append)) as frames:
             for n, frame in enumerate(frames, 1):
                 found = tracker.process(frame.rgb)
                 times.append(frame.time_s)
@@ -142,7 +146,7 @@ def _run(
         width=info.width,
         height=info.height,
         fps=info.fps,
-        info={"video": _video_json(info), **settings, "candidates": tracker.candidates},
+        info={"video": _video_json(info), **settings, "candidates": tracker.candidates, "decode_warnings": warnings},
     )
 
 
@@ -182,16 +186,43 @@ def _save(path: Path, det: Detections) -> None:
             np.savez(f, times=det.times, image=det.image, world=det.world, present=det.present, meta_json=json.dumps(meta))
 
 
-def _load(path: Path, info: VideoInfo) -> Detections | None:
-    """The cached detections at `path`, or None if there are none or they cannot be read."""
+def _load(path: Path, info: VideoInfo, settings: dict[str, Any]) -> Detections | None:
+    """The cached detections at `path` if they are a valid entry for these settings, else None; a damaged or
+    foreign entry is deleted, so the run that recomputes it heals the cache."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta_json"]))
             arrays = {name: data[name] for name in ("times", "image", "world", "present")}
-    except Exception:  # noqa: BLE001 - any unreadable cache file (truncated zip, empty file, old format) is recomputed
+        det = Detections(**arrays, width=int(meta["width"]), height=int(meta["height"]), fps=float(meta["fps"]),
+                         info=dict(meta["info"]))
+        problem = _cache_problem(det, settings)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, empty file, wrong types, old format: all recomputed
+        problem = f"unreadable ({type(exc).__name__})"
+    if problem:
+        with contextlib.suppress(OSError):
+            path.unlink()
         return None
-    meta["info"]["video"] = _video_json(info)  # the same content may sit at another path now
-    return Detections(**arrays, width=meta["width"], height=meta["height"], fps=meta["fps"], info=meta["info"])
+    det.info["video"] = _video_json(info)  # the same content may sit at another path now
+    return det
 
+
+def _cache_problem(det: Detections, settings: dict[str, Any]) -> str:
+    """What is wrong with a cached entry ("" if nothing): shapes, dtypes, lengths, values, settings."""
+    frames, k = det.times.shape[0] if det.times.ndim == 1 else -1, rigs.num_landmarks()
+    if frames < 1:
+        return "no frames"
+    for name, shape in (("image", (frames, k, 3)), ("world", (frames, k, 3))):
+        value = getattr(det, name)
+        if value.shape != shape or value.dtype.kind != "f":
+            return f"{name} is {value.dtype} {value.shape}"
+    if det.present.shape != (frames,) or det.present.dtype != bool or not det.present.any():
+        return "no frame with a person"
+    if not np.all(np.isfinite(det.times)) or not np.all(np.isfinite(det.image[det.present, :, :2])):
+        return "non-finite times or landmarks"
+    if not (np.isfinite(det.fps) and 0 < det.fps <= 1000 and det.width > 0 and det.height > 0):
+        return "bad frame rate or size"
+    if any(det.info.get(key) != value for key, value in json.loads(json.dumps(settings)).items()):
+        return "other settings"
+    return ""

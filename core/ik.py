@@ -39,6 +39,7 @@ from core.common.motionfile import Motion
 from core.common.rotations import make_continuous
 from core.scipy_rotations import from_wxyz, to_wxyz
 from core.common import rigs
+from core.common.errors import BadRigData
 from core.common.skeleton import Skeleton, load_rig_skeleton
 
 MIN_CONFIDENCE = 0.5
@@ -84,6 +85,15 @@ class IkRig:
 @lru_cache(maxsize=4)
 def load_ik_rig(name: str = "humanoid_ik") -> IkRig:
     """Load IK definitions from rigs/<name>.json (landmark order from rigs/mediapipe_pose.json)."""
+    try:
+        return _load_ik_rig_unchecked(name)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise BadRigData(f"Mimic's rig data {rigs.RIGS_DIR / name}.json is malformed ({exc}).",
+                         "Reinstall Mimic.") from exc
+
+
+def _load_ik_rig_unchecked(name: str = "humanoid_ik") -> IkRig:
+    """The parse itself; the caller turns malformed data into BadRigData."""
     data = rigs.load(name)
     names = rigs.landmark_names()
     skeleton = load_rig_skeleton(data["skeleton"])

@@ -10,7 +10,7 @@ import numpy as np
 
 from core import __version__
 from core.common.atomic import check_output
-from core.common.errors import UnsupportedOutput
+from core.common.errors import InputNotFound, UnsupportedOutput
 from core.filters import Gap
 from core.lift import DEFAULT_LIFTER, get_lifter
 from core.common.motionfile import Motion, save_motion
@@ -18,6 +18,8 @@ from core.progress import NullReporter, Reporter
 from core.common import rigs
 
 OUTPUT_FORMATS = (".bvh", ".npz")
+#: Inputs that are already motion, written again in another format or unit without detection.
+MOTION_INPUTS = (".npz", ".bvh")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class ConvertOptions:
     counted from the left. lifter: see core.lift.LIFTERS. cutoff_hz: smoothing low-pass cutoff (0 = off).
     max_gap_s: detection gaps up to this long are interpolated, longer ones held and reported.
     units: BVH length unit, "m" or "cm". use_cache: reuse cached detections of the same video and settings.
+    allow_partial: convert the part of a damaged video that decodes (with a warning) instead of failing.
+    weights: the learned lifter's weights file (None = the shipped core/weights/lifter_tcn.pt).
     """
 
     start_s: float | None = None
@@ -39,6 +43,8 @@ class ConvertOptions:
     units: str = "m"
     overwrite: bool = False
     use_cache: bool = True
+    allow_partial: bool = False
+    weights: str | None = None
 
 
 def check_output_path(output: Path, overwrite: bool) -> None:
@@ -89,8 +95,11 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
     from core.ik import solve
     from core.sides import fix_swaps
 
+    lifter = get_lifter(options.lifter, Path(options.weights) if options.weights else None)  # bad weights: fail now
     det = detect(video, options.start_s, options.end_s, options.person, reporter,
-                 cache_dir=None if options.use_cache else False)
+                 cache_dir=None if options.use_cache else False, allow_partial=options.allow_partial)
+    for message in det.info.get("decode_warnings", []):
+        reporter.warn(message)
     det = _uniform_detections(det)
     det, swapped = fix_swaps(det)
     if swapped.any():
@@ -98,7 +107,7 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
     frames = det.num_frames
 
     reporter.stage("lift", frames)
-    lifted = get_lifter(options.lifter).lift(det)
+    lifted = lifter.lift(det)
     reporter.update(frames)
 
     reporter.stage("filter", frames)
@@ -144,6 +153,28 @@ def convert(video: Path, output: Path, options: ConvertOptions = ConvertOptions(
     video, output = Path(video), Path(output)
     check_output_path(output, options.overwrite)
     motion = run(video, options, reporter)
+    reporter.stage("write", motion.num_frames)
+    write(motion, output, options.units)
+    reporter.update(motion.num_frames)
+    return motion
+
+
+def reexport(source: Path, output: Path, options: ConvertOptions = ConvertOptions(),
+             reporter: Reporter = NullReporter()) -> Motion:
+    """A motion file or a BVH in Mimic's layout (root translation, rotations on every joint) written again as .bvh
+    or .npz, e.g. in centimetres; raises BadMotionFile or BadBvhFile for a file that cannot be read."""
+    from core.bvh import bvh_to_motion, guess_units, read_bvh
+    from core.common.motionfile import load_motion
+
+    source, output = Path(source), Path(output)
+    check_output_path(output, options.overwrite)
+    if not source.is_file():
+        raise InputNotFound(f"{source} does not exist.", "Check the path and the file name.")
+    if source.suffix.lower() == ".bvh":
+        data = read_bvh(source)
+        motion = bvh_to_motion(data, guess_units(data))
+    else:
+        motion = load_motion(source)
     reporter.stage("write", motion.num_frames)
     write(motion, output, options.units)
     reporter.update(motion.num_frames)

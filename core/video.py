@@ -6,18 +6,22 @@ import contextlib
 import math
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from core.common.errors import BadRange, EmptyClip, InputNotFound, NotAVideo
+from core.common.errors import BadRange, DamagedVideo, EmptyClip, InputNotFound, NotAVideo
 
 QUEUE_FRAMES = 8  # decoded frames buffered ahead of the consumer (bounded: 8 × a 4K frame ≈ 200 MB at most)
 SEEK_PREROLL_S = 1.0  # seek this far before start_s, then skip forward by timestamp (exact for variable frame rate)
 TIME_EPS_S = 1e-3  # timestamps are rounded to the container's time base; compare range ends with this slack
+#: A clip that stops decoding more than this before the end its container promises is damaged: so many frames,
+#: or this share of the range, whichever is more (container durations of healthy files are off by a frame or two).
+SHORTFALL_FRAMES, SHORTFALL_SHARE = 3, 0.02
+_PARTIAL_FIX = "Re-export or re-copy the file, or pass --allow-partial to convert the part that decodes."
 _FIX_FORMAT = "Convert it to MP4 (H.264), e.g. `ffmpeg -i in.mov -c:v libx264 out.mp4`, or pick another file."
 
 
@@ -48,6 +52,8 @@ class Frame:
 
 def _open(path: Path) -> cv2.VideoCapture:
     """An opened capture with rotation metadata applied (opencv-python 4.11 leaves it off by default)."""
+    if path.is_dir():
+        raise NotAVideo(f"{path} is a folder, not a video.", "Give one video file (batch converts whole folders).")
     if not path.is_file():
         raise InputNotFound(f"Video {path} does not exist.", "Check the path and the file name.")
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
@@ -130,12 +136,18 @@ def iter_frames(path: Path | str, start_s: float | None = None, end_s: float | N
     return frames_of(info, start, end)
 
 
-def frames_of(info: VideoInfo, start: float, end: float) -> Iterator[Frame]:
-    """iter_frames for a video already probed and a range already checked (check_range)."""
+def frames_of(info: VideoInfo, start: float, end: float, allow_partial: bool = False,
+              on_warning: Callable[[str], None] | None = None) -> Iterator[Frame]:
+    """iter_frames for a video already probed and a range already checked (check_range).
+
+    A clip that stops decoding well before its container's end, or whose timestamps never advance, raises
+    DamagedVideo once the decodable frames have been yielded; with allow_partial the shortfall goes to
+    `on_warning` instead. Repeated or backward timestamps are reported to `on_warning` (resampling drops them)."""
     out: queue.Queue[object] = queue.Queue(maxsize=QUEUE_FRAMES)
     stop = threading.Event()
     thread = threading.Thread(
-        target=_decode, args=(info, start, end, out, stop), name=f"mimic-decode-{info.path.name}", daemon=True
+        target=_decode, args=(info, start, end, out, stop, allow_partial), name=f"mimic-decode-{info.path.name}",
+        daemon=True,
     )
     thread.start()
     try:
@@ -145,6 +157,10 @@ def frames_of(info: VideoInfo, start: float, end: float) -> Iterator[Frame]:
                 return
             if isinstance(item, BaseException):
                 raise item
+            if isinstance(item, str):
+                if on_warning is not None:
+                    on_warning(item)
+                continue
             yield item  # type: ignore[misc]
     finally:
         stop.set()
@@ -157,8 +173,31 @@ def frames_of(info: VideoInfo, start: float, end: float) -> Iterator[Frame]:
 _END = object()
 
 
-def _decode(info: VideoInfo, start: float, end: float, out: queue.Queue[object], stop: threading.Event) -> None:
-    """Decoder thread: puts Frames, then _END, or the exception that stopped it. cv2 releases the GIL while decoding."""
+def _check_decoded(info: VideoInfo, start: float, end: float, reached_end: bool, last: float, decoded: int,
+                   stalled: int, allow_partial: bool, put: Callable[[object], bool]) -> None:
+    """After decoding: raise DamagedVideo (or, with allow_partial, put a warning) when the frames stopped well short
+    of the range's end or their timestamps never advanced; warn about repeated or backward timestamps."""
+    if decoded > 1 and stalled == decoded - 1:
+        raise DamagedVideo(f"{info.path}: the timestamps of its {decoded} frames do not advance (all at "
+                           f"{last:.2f} s).", "Re-mux the file, e.g. `ffmpeg -i in.mp4 -c copy out.mp4`.")
+    if stalled:
+        put(f"{info.path.name}: {stalled} frames repeat or go back in time; they were left out")
+    promised = min(end, info.duration_s)
+    slack = max(SHORTFALL_FRAMES / info.fps, SHORTFALL_SHARE * (promised - start))
+    if reached_end or (decoded and last >= promised - slack):
+        return
+    got = f"decoding stopped at {last:.2f} s" if decoded else "no frame of the range decoded"
+    message = (f"{info.path.name} is damaged or truncated: its container promises frames up to {promised:.2f} s "
+               f"but {got} ({decoded} of about {round((promised - start) * info.fps)} frames)")
+    if not allow_partial:
+        raise DamagedVideo(message + ".", _PARTIAL_FIX)
+    put(message + "; converting the part that decodes (--allow-partial)")
+
+
+def _decode(info: VideoInfo, start: float, end: float, out: queue.Queue[object], stop: threading.Event,
+            allow_partial: bool = False) -> None:
+    """Decoder thread: puts Frames and warnings (str), then _END, or the exception that stopped it. cv2 releases the
+    GIL while decoding."""
 
     def put(item: object) -> bool:
         while not stop.is_set():
@@ -174,18 +213,30 @@ def _decode(info: VideoInfo, start: float, end: float, out: queue.Queue[object],
         cap = _open(info.path)
         if start > SEEK_PREROLL_S:
             cap.set(cv2.CAP_PROP_POS_MSEC, (start - SEEK_PREROLL_S) * 1000.0)
+        reached_end, last, decoded, stalled = False, -math.inf, 0, 0
         while not stop.is_set() and cap.grab():
             time_s = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if not math.isfinite(time_s):
+                time_s = last if decoded else 0.0
             if time_s < start - TIME_EPS_S:
                 continue
             if time_s >= end - TIME_EPS_S:
+                reached_end = True
                 break
             ok, bgr = cap.retrieve()
             if not ok:
-                raise NotAVideo(f"{info.path} could not be decoded at {time_s:.2f} s.", _FIX_FORMAT)
+                if not allow_partial:
+                    raise DamagedVideo(f"{info.path} could not be decoded at {time_s:.2f} s.", _PARTIAL_FIX)
+                put(f"{info.path.name} could not be decoded from {time_s:.2f} s on: converted up to there")
+                break
+            stalled += decoded > 0 and time_s <= last
+            last, decoded = max(last, time_s), decoded + 1
             index = int(cap.get(cv2.CAP_PROP_POS_FRAMES)) - 1
             if not put(Frame(index, time_s, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))):
                 return
+        if stop.is_set():
+            return
+        _check_decoded(info, start, end, reached_end, last, decoded, stalled, allow_partial, put)
         put(_END)
     except BaseException as exc:  # hand every failure to the consumer, which re-raises it
         put(exc)

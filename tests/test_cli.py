@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from core.bvh import read_bvh
-from core.common.errors import (BadRange, Cancelled, EmptyClip, InputNotFound, NoPersonFound, NotAVideo, OutputExists,
-                         OutputNotWritable, UnsupportedOutput)
+from core.common import errors
+from core.common.errors import (BadBvhFile, BadMotionFile, BadRange, BadRigData, DamagedVideo, EmptyClip,
+                               InputNotFound, NoPersonFound, NotAVideo, OutputExists, OutputNotWritable,
+                               UnsupportedOutput, WeightsMissing)
 from core.common.motionfile import load_motion
 from conftest import blank_video
 
@@ -139,35 +141,166 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path: Path, balance_clip: 
     assert read_bvh(out).num_frames == 12
 
 
-def test_ctrl_c_exits_cleanly_without_output(tmp_path: Path, walk_clip: Path) -> None:
-    out = tmp_path / "x.bvh"
-    proc = subprocess.Popen([sys.executable, "-m", "core", str(walk_clip), "-o", str(out), "--no-cache",
-                             "--progress", "json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_and_wait_for_detection(args: list[str], **popen: object) -> subprocess.Popen[str]:
+    """Start the CLI with JSON progress and return once detection is under way."""
+    proc = subprocess.Popen([sys.executable, "-m", "core", *args, "--progress", "json"], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)  # type: ignore[call-overload]
     assert proc.stdout is not None
-    for line in proc.stdout:  # interrupt once detection is under way
+    for line in proc.stdout:
         msg = json.loads(line)
         if msg.get("stage") == "detect" and msg.get("frame", 0) > 0:
             break
-    proc.send_signal(signal.SIGINT)
+    return proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_signals_stop_cleanly_without_output_or_temp_files(tmp_path: Path, walk_clip: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
+    """Ctrl-C, SIGTERM and SIGHUP alike: exit 128 + signal, a JSON error line, nothing left in the output folder or
+    in the detection cache (whose entry is written atomically as detection ends)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MIMIC_CACHE_DIR", str(cache))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = start_and_wait_for_detection([str(walk_clip), "-o", str(out_dir / "x.bvh")])
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == Cancelled.exit_code, stderr
-    assert json_lines(stdout)[-1]["error"]["type"] == "Cancelled"
-    assert leftovers(tmp_path) == []
+    assert proc.returncode == 128 + signum, stderr
+    error = json_lines(stdout)[-1]["error"]
+    assert error["type"] == "Interrupted" and error["exit_code"] == 128 + signum and "Traceback" not in stderr
+    assert leftovers(out_dir) == []
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
 
 
 def test_watch_stdin_stops_the_core_when_its_parent_goes(tmp_path: Path, walk_clip: Path) -> None:
-    """With --watch-stdin (what the Blender add-on passes), closing stdin mid-run stops the core like Ctrl-C."""
+    """With --watch-stdin (what the Blender add-on passes), closing stdin mid-run stops the core, also when it
+    inherited SIGINT as ignored (a process started with `&` from a script)."""
     out = tmp_path / "x.npz"
-    proc = subprocess.Popen([sys.executable, "-m", "core", str(walk_clip), "-o", str(out), "--no-cache",
-                             "--progress", "json", "--watch-stdin"], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = start_and_wait_for_detection(
+        [str(walk_clip), "-o", str(out), "--no-cache", "--watch-stdin"], stdin=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert proc.stdin is not None and proc.stdout is not None
-    for line in proc.stdout:
-        if json.loads(line).get("stage") == "detect" and json.loads(line).get("frame", 0) > 0:
-            break
     proc.stdin.close()
     stdout = proc.stdout.read()
-    assert proc.wait(timeout=60) == Cancelled.exit_code
-    assert json_lines(stdout)[-1]["error"]["type"] == "Cancelled"
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    error = json_lines(stdout)[-1]["error"]
+    assert error["type"] == "Interrupted" and "has gone" in error["message"]
     assert leftovers(tmp_path) == []
 
+
+def test_temp_files_of_killed_runs_are_swept(tmp_path: Path, balance_clip: Path) -> None:
+    """A run killed outright (SIGKILL) leaves its temp file; the next write into that folder removes it, while a
+    temp file of a process that still runs is kept."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".x.bvh.{int(dead.stdout)}.k3j9.part.bvh"
+    alive = tmp_path / f".y.bvh.{proc.pid}.abcd.part.bvh"
+    orphan.write_text("half")
+    alive.write_text("in progress")
+    try:
+        result = run_cli(balance_clip, "-o", tmp_path / "x.bvh", "--end", "0.2", "--progress", "none")
+        assert result.returncode == 0, result.stderr
+        assert leftovers(tmp_path) == sorted([alive.name, "x.bvh"])
+    finally:
+        proc.kill()
+
+
+def test_a_folder_given_as_the_video_is_named_a_folder(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "-o", tmp_path / "x.bvh")
+    expect_error(proc, NotAVideo, tmp_path)
+    assert "is a folder" in proc.stderr
+
+
+def test_output_that_is_a_folder_fails_before_any_work(tmp_path: Path, balance_clip: Path) -> None:
+    (tmp_path / "out.bvh").mkdir()
+    proc = run_cli(balance_clip, "-o", tmp_path / "out.bvh", "--overwrite", "--progress", "json")
+    assert proc.returncode == OutputNotWritable.exit_code and leftovers(tmp_path) == ["out.bvh"]
+    lines = json_lines(proc.stdout)
+    assert "is a folder" in lines[-1]["error"]["message"] and not any("stage" in line for line in lines)
+
+
+@pytest.fixture(scope="module")
+def truncated_clip(tmp_path_factory: pytest.TempPathFactory, walk_clip: Path) -> Path:
+    """The first 1,190,491 bytes of the walking clip: the container still promises 230 frames, 60 decode."""
+    path = tmp_path_factory.mktemp("damaged") / "cut.mp4"
+    path.write_bytes(walk_clip.read_bytes()[:1190491])
+    return path
+
+
+def test_a_truncated_video_is_an_error_not_a_shorter_clip(tmp_path: Path, truncated_clip: Path) -> None:
+    proc = run_cli(truncated_clip, "-o", tmp_path / "x.bvh")
+    expect_error(proc, DamagedVideo, tmp_path)
+    assert "--allow-partial" in proc.stderr and "60 of about 230 frames" in proc.stderr
+
+
+def test_allow_partial_converts_what_decodes_and_says_so(tmp_path: Path, truncated_clip: Path) -> None:
+    out = tmp_path / "x.npz"
+    proc = run_cli(truncated_clip, "-o", out, "--allow-partial", "--progress", "json")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line["warning"] for line in json_lines(proc.stdout) if "warning" in line]
+    assert any("damaged or truncated" in w for w in warnings), warnings
+    motion = load_motion(out)
+    assert motion.num_frames == 60
+    assert any("damaged or truncated" in w for w in motion.meta["source"]["decode_warnings"])
+
+
+@pytest.fixture(scope="module")
+def motion_npz(tmp_path_factory: pytest.TempPathFactory, balance_clip: Path) -> Path:
+    out = tmp_path_factory.mktemp("reexport") / "m.npz"
+    assert run_cli(balance_clip, "-o", out, "--end", "0.3", "--progress", "none").returncode == 0
+    return out
+
+
+def test_motion_files_and_bvh_are_written_again_without_detection(tmp_path: Path, motion_npz: Path) -> None:
+    """.npz -> .bvh in centimetres -> .npz: the same motion (no detection runs: no 'detect' stage)."""
+    bvh, back = tmp_path / "m.bvh", tmp_path / "back.npz"
+    proc = run_cli(motion_npz, "-o", bvh, "--units", "cm", "--progress", "json")
+    assert proc.returncode == 0 and not any(line.get("stage") == "detect" for line in json_lines(proc.stdout))
+    assert run_cli(bvh, "-o", back, "--progress", "none").returncode == 0
+    np.testing.assert_allclose(load_motion(back).positions(), load_motion(motion_npz).positions(), atol=1e-4)
+
+
+def test_bad_motion_file_bvh_and_weights(tmp_path: Path, motion_npz: Path, balance_clip: Path) -> None:
+    bad_npz = tmp_path / "bad.npz"
+    bad_npz.write_bytes(motion_npz.read_bytes()[:200])
+    expect_error(run_cli(bad_npz, "-o", tmp_path / "x.bvh"), BadMotionFile, tmp_path, ["bad.npz"])
+    bad_bvh = tmp_path / "bad.bvh"
+    bad_bvh.write_text("HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 3 Xposition Yposition Zposition\n}\n"
+                       "MOTION\nFrames: 1\nFrame Time: 0\n0 0 0\n")
+    expect_error(run_cli(bad_bvh, "-o", tmp_path / "x.npz"), BadBvhFile, tmp_path, ["bad.bvh", "bad.npz"])
+    expect_error(run_cli(balance_clip, "-o", tmp_path / "x.bvh", "--weights", bad_npz), WeightsMissing, tmp_path,
+                 ["bad.bvh", "bad.npz"])
+
+
+def test_damaged_rig_data(tmp_path: Path, balance_clip: Path) -> None:
+    """An installation whose rigs/humanoid.json was damaged: BadRigData naming the file, not a traceback."""
+    import shutil
+
+    copy = tmp_path / "mimic"
+    shutil.copytree(ROOT / "core", copy / "core", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "rigs", copy / "rigs")
+    (copy / "rigs" / "humanoid.json").write_text('{"joints": [{"name": "Hips"}]}')
+    proc = subprocess.run([sys.executable, "-m", "core", str(balance_clip), "-o", str(tmp_path / "x.bvh"), "--end",
+                           "0.2"], cwd=copy, capture_output=True, text=True, timeout=300)
+    expect_error(proc, BadRigData, tmp_path, ["mimic"])
+    assert "humanoid.json" in proc.stderr
+
+
+#: Every exit code of core/common/errors.py and the test above that triggers it from the command line.
+COVERED = {InputNotFound: "test_missing_file", NotAVideo: "test_not_a_video", EmptyClip: "test_zero_length_clip",
+           BadRange: "test_start_past_end", NoPersonFound: "test_no_person",
+           OutputExists: "test_existing_output_is_kept_unless_overwrite",
+           OutputNotWritable: "test_output_folder_missing_or_not_writable",
+           UnsupportedOutput: "test_unknown_output_format", BadMotionFile: "test_bad_motion_file_bvh_and_weights",
+           BadBvhFile: "test_bad_motion_file_bvh_and_weights", WeightsMissing: "test_bad_motion_file_bvh_and_weights",
+           DamagedVideo: "test_a_truncated_video_is_an_error_not_a_shorter_clip", BadRigData: "test_damaged_rig_data"}
+
+
+def test_every_exit_code_is_triggered_from_the_command_line() -> None:
+    """A new error type without a command-line test fails here (the signals' 128 + n are tested above)."""
+    defined = {cls for cls in vars(errors).values()
+               if isinstance(cls, type) and issubclass(cls, errors.MimicError) and cls is not errors.MimicError}
+    assert defined == set(COVERED)
+    assert len({cls.exit_code for cls in defined}) == len(defined), "two error types share an exit code"
+    for test in COVERED.values():
+        assert callable(globals()[test])

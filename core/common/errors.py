@@ -62,5 +62,29 @@ class WeightsMissing(MimicError):
     exit_code = 12
 
 
-class Cancelled(MimicError):
-    exit_code = 130
+class DamagedVideo(MimicError):
+    """The video decodes only in part (truncated, damaged) or its timestamps do not advance."""
+
+    exit_code = 14
+
+
+class BadRigData(MimicError):
+    """A rig definition in rigs/ (or a weights file's layout) is missing or malformed."""
+
+    exit_code = 15
+
+
+class Interrupted(KeyboardInterrupt):
+    """Stopped by a signal (SIGINT, SIGTERM, SIGHUP) or because the parent process went away; exit 128 + signal.
+    A KeyboardInterrupt, not a MimicError, so that no `except MimicError` or `except Exception` swallows it."""
+
+    def __init__(self, problem: str, fix: str = "", signum: int = 2) -> None:
+        super().__init__(f"{problem} {fix}".strip())
+        self.problem = problem
+        self.fix = fix
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+    def to_json(self) -> dict[str, object]:
+        """The `error` object of the JSON-lines protocol."""
+        return {"type": type(self).__name__, "message": str(self), "exit_code": self.exit_code}

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from core.common import rotations as quat
-from core.common.atomic import atomic_path
-from core.common.errors import BadMotionFile
-from core.common.skeleton import Skeleton
+from . import rotations as quat
+from .atomic import atomic_path
+from .errors import BadMotionFile
+from .skeleton import Skeleton
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)

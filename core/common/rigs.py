@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from core.common.mirror import mirror_index
+from .errors import BadRigData
+from .mirror import mirror_index
 
 RIGS_DIR = Path(__file__).resolve().parent.parent.parent / "rigs"
 
@@ -19,9 +20,12 @@ RIGS_DIR = Path(__file__).resolve().parent.parent.parent / "rigs"
 def _read(relative: str) -> Any:
     path = RIGS_DIR / relative
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise RuntimeError(f"Mimic's rig data {path} is missing or damaged ({exc}); reinstall Mimic.") from exc
+        raise BadRigData(f"Mimic's rig data {path} is missing or damaged ({exc}).", "Reinstall Mimic.") from exc
+    if not isinstance(data, dict):
+        raise BadRigData(f"Mimic's rig data {path} is not a JSON object.", "Reinstall Mimic.")
+    return data
 
 
 def load(name: str) -> Any:
@@ -32,7 +36,10 @@ def load(name: str) -> Any:
 @lru_cache(maxsize=1)
 def landmark_names() -> tuple[str, ...]:
     """MediaPipe Pose's landmark names in index order (rigs/mediapipe_pose.json)."""
-    return tuple(_read("mediapipe_pose.json")["landmarks"])
+    names = _read("mediapipe_pose.json").get("landmarks")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise BadRigData(f"{RIGS_DIR / 'mediapipe_pose.json'} has no list of landmark names.", "Reinstall Mimic.")
+    return tuple(names)
 
 
 def num_landmarks() -> int:

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.common import rigs
-from core.common import rotations as quat
+from . import rigs
+from .errors import BadRigData
+from . import rotations as quat
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,20 @@ class Skeleton:
 
 
 def load_rig_skeleton(name: str = "humanoid") -> Skeleton:
-    """Load a skeleton from `rigs/<name>.json` (joints listed parents first)."""
-    joints = rigs.load(name)["joints"]
-    names = [j["name"] for j in joints]
-    parents = [-1 if j["parent"] is None else names.index(j["parent"]) for j in joints]
-    offsets = [j["offset"] for j in joints]
-    ends = [j.get("end", [0.0, 0.0, 0.0]) for j in joints]
-    return Skeleton(tuple(names), np.asarray(parents), np.asarray(offsets), np.asarray(ends))
+    """Load a skeleton from `rigs/<name>.json` (joints listed parents first); BadRigData if it is malformed."""
+    try:
+        joints = rigs.load(name)["joints"]
+        names = [str(j["name"]) for j in joints]
+        parents = [-1 if j["parent"] is None else names.index(j["parent"]) for j in joints]
+        offsets = np.asarray([j["offset"] for j in joints], dtype=np.float64)
+        ends = np.asarray([j.get("end", [0.0, 0.0, 0.0]) for j in joints], dtype=np.float64)
+        skeleton = Skeleton(tuple(names), np.asarray(parents), offsets, ends)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise BadRigData(f"Mimic's rig data {rigs.RIGS_DIR / name}.json is malformed ({exc}).",
+                         "Reinstall Mimic.") from exc
+    if not np.all(np.isfinite(skeleton.offsets)) or not np.all(np.isfinite(skeleton.end_sites)):
+        raise BadRigData(f"Mimic's rig data {rigs.RIGS_DIR / name}.json has non-finite offsets.", "Reinstall Mimic.")
+    return skeleton
 
 
 def humanoid() -> Skeleton:

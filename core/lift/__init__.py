@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,27 +36,28 @@ class Lifter(Protocol):
     def lift(self, detections: Detections) -> Lifted: ...
 
 
-def _mediapipe() -> Lifter:
+def _mediapipe(weights: Path | None = None) -> Lifter:
     from core.lift.mediapipe_world import MediaPipeWorldLifter
 
     return MediaPipeWorldLifter()
 
 
-def _tcn() -> Lifter:
-    from core.lift.tcn import TcnLifter
+def _tcn(weights: Path | None = None) -> Lifter:
+    from core.lift.tcn import DEFAULT_WEIGHTS, TcnLifter
 
-    return TcnLifter()
+    return TcnLifter(Path(weights) if weights else DEFAULT_WEIGHTS)
 
 
-LIFTERS: dict[str, Callable[[], Lifter]] = {"mediapipe": _mediapipe, "tcn": _tcn}
+LIFTERS: dict[str, Callable[[Path | None], Lifter]] = {"mediapipe": _mediapipe, "tcn": _tcn}
 # The learned lifter is the default: on Pose2Sim's calibrated 4-camera clip (bench/realworld.py) it has 0.94x the
 # pose error of MediaPipe's world landmarks and a third of their jitter. "mediapipe" keeps the old path.
 DEFAULT_LIFTER = "tcn"
 
 
-def get_lifter(name: str = DEFAULT_LIFTER) -> Lifter:
-    """The lifter called `name` (see LIFTERS)."""
+def get_lifter(name: str = DEFAULT_LIFTER, weights: Path | None = None) -> Lifter:
+    """The lifter called `name` (see LIFTERS); `weights`: a learned lifter's weights file instead of the shipped one."""
     try:
-        return LIFTERS[name]()
+        factory = LIFTERS[name]
     except KeyError:
         raise ValueError(f"unknown lifter {name!r}; choose one of {sorted(LIFTERS)}") from None
+    return factory(weights)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from core.common import rigs
+from core.common.errors import BadRigData
 from core.common.mirror import mirror_index, sides
 
 
@@ -49,6 +50,15 @@ PELVIS, NECK = -1, -2
 @lru_cache(maxsize=1)
 def lifter_layout() -> Layout:
     """The layout the shipped lifter was trained with (rigs/lifter_layout.json)."""
+    try:
+        return _lifter_layout_unchecked()
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise BadRigData(f"Mimic's rig data {rigs.RIGS_DIR / 'lifter_layout.json'} is malformed ({exc}).",
+                         "Reinstall Mimic.") from exc
+
+
+def _lifter_layout_unchecked() -> Layout:
+    """The parse itself; the caller turns malformed data into BadRigData."""
     data = rigs.load("lifter_layout")
     names = tuple(data["landmarks"])
     virtual = {"pelvis": PELVIS, "neck": NECK}

@@ -90,13 +90,23 @@ def load_weights(path: Path) -> tuple[TemporalModel, dict[str, Any]]:
     if not path.is_file():
         raise WeightsMissing(f"Lifter weights {path} are missing.",
                              "Restore core/weights/ from the repository, or train them: python -m training.train.")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = dict(blob["config"])
-    cfg["filter_widths"] = tuple(cfg["filter_widths"])
-    model = TemporalModel(**cfg)
-    model.load_state_dict(blob["state_dict"])
+    try:  # weights_only: no pickled code runs; anything malformed is one user-facing error
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = dict(blob["config"])
+        cfg["filter_widths"] = tuple(cfg["filter_widths"])
+        model = TemporalModel(**cfg)
+        model.load_state_dict(blob["state_dict"])
+        meta = dict(blob["meta"])
+        finite = all(bool(torch.isfinite(t).all()) for t in blob["state_dict"].values())
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
+        raise WeightsMissing(f"Lifter weights {path} are damaged or not Mimic weights ({type(exc).__name__}).",
+                             "Restore core/weights/ from the repository, or train them: python -m training.train.") \
+            from exc
+    if not finite:
+        raise WeightsMissing(f"Lifter weights {path} hold NaN or infinite values.",
+                             "Restore core/weights/ from the repository, or train them again.")
     model.eval()
-    return model, dict(blob["meta"])
+    return model, meta
 
 
 def add_centred(x: torch.Tensor) -> torch.Tensor:
