@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import bpy
 
 from . import exporters
-from .common import atomic, motionfile
+from .common import atomic, motionfile, signals, values
 from .errors import CoreError, MimicError
 from .importer import import_motion
 from .interpreter import find_python
@@ -74,11 +74,14 @@ def build_parser(prog: str = "mimic-batch") -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
                    help="clips converted at the same time (default: number of CPU cores)")
     p.add_argument("--overwrite", action="store_true", help="convert clips whose outputs are already up to date")
-    p.add_argument("--start", type=float, default=None, metavar="SECONDS", help="start of each clip's range")
-    p.add_argument("--end", type=float, default=None, metavar="SECONDS", help="end of each clip's range")
-    p.add_argument("--person", default="largest", help="largest, left, right or an index counted from the left")
-    p.add_argument("--cutoff", type=float, default=6.0, metavar="HZ", help="smoothing cutoff in Hz, 0 = off")
-    p.add_argument("--lifter", default=None, help="2D->3D lifter (default: the core's)")
+    p.add_argument("--start", type=values.non_negative, default=None, metavar="SECONDS",
+                   help="start of each clip's range")
+    p.add_argument("--end", type=values.non_negative, default=None, metavar="SECONDS", help="end of each clip's range")
+    p.add_argument("--person", type=values.person, default="largest",
+                   help="largest, left, right or an index counted from the left")
+    p.add_argument("--cutoff", type=values.non_negative, default=6.0, metavar="HZ",
+                   help="smoothing cutoff in Hz, 0 = off")
+    p.add_argument("--lifter", choices=("tcn", "mediapipe"), default=None, help="2D->3D lifter (default: the core's)")
     p.add_argument("--python", default="", metavar="PATH",
                    help="Python that runs the core (default: add-on preference, $MIMIC_PYTHON, the repo's .venv)")
     return p
@@ -99,7 +102,10 @@ def parse_args(argv: list[str], prog: str = "mimic-batch") -> argparse.Namespace
 
 
 def find_clips(path: Path) -> list[Path]:
-    """The video files to convert: `path` itself, or the videos directly in folder `path`, sorted by name."""
+    """The video files to convert: `path` itself, or the videos directly in folder `path`, sorted by name;
+    ValueError if `path` does not exist."""
+    if not path.exists():
+        raise ValueError(f"--input {path} does not exist. Give a video file or a folder of videos.")
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
     return [path]
@@ -292,10 +298,16 @@ def main(argv: list[str], prog: str = "mimic-batch") -> int:
     except SystemExit as exc:  # --help or a usage error: argparse printed it; return its code, never exit Blender
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        results = run_batch(args)
+        with signals.stop_on_signals():  # Ctrl-C, SIGTERM, SIGHUP: cores stopped, temp folder removed, no traceback
+            results = run_batch(args)
     except (ValueError, MimicError, OSError) as err:
         print(f"mimic: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        code = getattr(err, "exit_code", 130)
+        print(f"mimic: stopped: {str(err) or 'interrupted'} Clips finished before are kept; run again to convert "
+              f"the rest (finished clips are skipped).", file=sys.stderr)
+        return code
     print(summary_table(results), flush=True)
     failed = sum(r.failed for r in results)
     if failed:

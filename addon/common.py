@@ -19,6 +19,8 @@ mirror = import_module(f"{_LAYER}.mirror")
 motionfile = import_module(f"{_LAYER}.motionfile")
 rigs = import_module(f"{_LAYER}.rigs")
 rotations = import_module(f"{_LAYER}.rotations")
+signals = import_module(f"{_LAYER}.signals")
 skeleton = import_module(f"{_LAYER}.skeleton")
+values = import_module(f"{_LAYER}.values")
 
 Motion = motionfile.Motion

@@ -27,6 +27,7 @@ from .errors import CoreCancelled, CoreError
 #: (decoding + MediaPipe) is nearly all of a conversion's time; the rest takes well under a second.
 STAGE_WEIGHTS = {"detect": 0.9, "lift": 0.04, "filter": 0.02, "solve": 0.02, "write": 0.02}
 PROTOCOL_VERSION = 1
+USAGE_ERROR = 2  # argparse's exit code: the core was given an option it refuses
 
 
 @dataclass(frozen=True)
@@ -252,9 +253,12 @@ class CoreJob:
         if st.error is not None:
             raise CoreError(str(st.error.get("message", "The core failed.")), str(st.error.get("type", "CoreError")),
                             int(st.error.get("exit_code", st.returncode or 1)))  # type: ignore[arg-type]
+        lines = [line.strip() for line in self._stderr if line.strip()]
+        last = lines[-1][-300:] if lines else "no message"  # a traceback's (or argparse's) last line says why
+        if st.returncode == USAGE_ERROR:
+            raise CoreError(f"The Mimic core refused an option ({last}). Correct that option.", "UsageError",
+                            USAGE_ERROR)
         if st.returncode != 0 or st.done is None:
-            lines = [line.strip() for line in self._stderr if line.strip()]
-            last = lines[-1][-300:] if lines else "no message"  # a traceback's last line names the exception
             raise CoreError(f"The Mimic core stopped with exit code {st.returncode} ({last}). "
                             "Press Check in Preferences > Add-ons > Mimic to test its Python.", "CoreCrashed",
                             st.returncode or 1)

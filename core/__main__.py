@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-import _thread
 import argparse
-import contextlib
-import math
 import os
 import signal
 import sys
-import threading
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 from core import __version__
-from core.common.errors import Interrupted, InputNotFound, MimicError
+from core.common import values
+from core.common.errors import InputNotFound, Interrupted, MimicError
+from core.common.signals import interrupt_when_stdin_closes, stop_on_signals
 from core.progress import JsonReporter, NullReporter, Reporter, TqdmReporter
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = ROOT / "sample_clips" / "pose2sim_balance.mp4"  # one person, whole body, steady camera
 DEFAULT_OUT_DIR = ROOT / "out"
-
-
-def _person(value: str) -> str | int:
-    if value in ("largest", "left", "right"):
-        return value
-    try:
-        index = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("use largest, left, right or a person index (0 = left-most)") from None
-    if index < 0:
-        raise argparse.ArgumentTypeError("a person index counts from 0 (the left-most person)")
-    return index
-
-
-def _non_negative(value: str) -> float:
-    """A finite number of 0 or more (seconds, Hz), or a usage error."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not math.isfinite(number) or number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be a finite number of 0 or more")
-    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,16 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"input video (default: the sample clip {DEFAULT_CLIP.name}); a .npz motion file or a Mimic "
                         "BVH is written again in the output's format and units, without detection")
     p.add_argument("-o", "--output", type=Path, help="output .bvh or .npz (default: out/<clip>.bvh)")
-    p.add_argument("--start", type=_non_negative, default=d.start_s, metavar="SECONDS", help="start of the range to convert")
-    p.add_argument("--end", type=_non_negative, default=d.end_s, metavar="SECONDS", help="end of the range to convert")
-    p.add_argument("--person", type=_person, default=d.person,
+    p.add_argument("--start", type=values.non_negative, default=d.start_s, metavar="SECONDS", help="start of the range to convert")
+    p.add_argument("--end", type=values.non_negative, default=d.end_s, metavar="SECONDS", help="end of the range to convert")
+    p.add_argument("--person", type=values.person, default=d.person,
                    help="who to track: largest (default), left, right, or an index counted from the left (0, 1, …)")
     p.add_argument("--lifter", choices=sorted(LIFTERS), default=DEFAULT_LIFTER, help="2D→3D lifter")
     p.add_argument("--weights", type=Path, default=None, metavar="FILE",
                    help="weights of the tcn lifter, e.g. retrained on your own mocap (default: core/weights/)")
-    p.add_argument("--cutoff", type=_non_negative, default=d.cutoff_hz, metavar="HZ",
+    p.add_argument("--cutoff", type=values.non_negative, default=d.cutoff_hz, metavar="HZ",
                    help=f"smoothing low-pass cutoff in Hz, 0 = off (default {d.cutoff_hz:g})")
-    p.add_argument("--max-gap", type=_non_negative, default=d.max_gap_s, metavar="SECONDS",
+    p.add_argument("--max-gap", type=values.non_negative, default=d.max_gap_s, metavar="SECONDS",
                    help=f"interpolate detection gaps up to this long, hold longer ones (default {d.max_gap_s:g})")
     p.add_argument("--units", choices=("m", "cm"), default=d.units, help="BVH length unit (default m)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
@@ -91,52 +65,6 @@ def _reporter(mode: str) -> Reporter:
     return TqdmReporter()
 
 
-#: Signals that stop a conversion cleanly (temporary files removed, a JSON error line, exit 128 + signal).
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-_PARENT_GONE = threading.Event()
-
-
-def _stop(signum: int, _frame: object) -> None:
-    """Signal handler: raise Interrupted in the main thread; further signals are ignored while it cleans up."""
-    for sig in STOP_SIGNALS:
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(sig, signal.SIG_IGN)
-    if _PARENT_GONE.is_set():
-        raise Interrupted("The program that started Mimic has gone; stopped, nothing was written.", "", signum)
-    name = signal.Signals(signum).name
-    raise Interrupted(f"Interrupted ({name}); nothing was written.", "Run the command again to convert.", signum)
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """While converting, SIGINT, SIGTERM and SIGHUP stop the run through the same cancel path. A signal the process
-    inherited as ignored stays ignored (nohup, a script's `&`), except SIGTERM, which the stdin watch uses."""
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    for sig, handler in previous.items():
-        if handler != signal.SIG_IGN or sig == signal.SIGTERM:
-            signal.signal(sig, _stop)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            with contextlib.suppress(ValueError, OSError, TypeError):
-                signal.signal(sig, handler)
-
-
-def _interrupt_when_stdin_closes() -> None:
-    """Stop the run (as SIGTERM would) once stdin reaches end of file, the parent having gone, so it ends through
-    the usual cancel path and leaves no output behind, however the process was started."""
-
-    def watch() -> None:
-        with contextlib.suppress(OSError):
-            while os.read(0, 1 << 16):  # the raw fd: a daemon thread blocked in sys.stdin's buffer aborts at exit
-                pass
-        _PARENT_GONE.set()
-        _thread.interrupt_main(signal.SIGTERM)
-
-    threading.Thread(target=watch, name="mimic-stdin-watch", daemon=True).start()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging off the terminal
@@ -146,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     reporter = _reporter(args.progress)
     with stop_on_signals():
         if args.watch_stdin:
-            _interrupt_when_stdin_closes()
+            interrupt_when_stdin_closes()
         return _convert(args, reporter)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,43 @@ def test_batch_retargets_onto_an_armature_in_a_blend(clips: Path, tmp_path: Path
     os.utime(blend)  # a newer rig makes the outputs stale
     again = run_batch(*args, "--rig", f"{blend}:Character")
     assert again.returncode == 0 and "skipped" not in again.stdout
+
+
+def test_batch_refuses_a_missing_input_before_creating_anything(tmp_path: Path) -> None:
+    proc = run_batch("--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", [("--person", "tallest"), ("--cutoff", "nan"), ("--start", "-1"),
+                                    ("--lifter", "magic")])
+def test_batch_names_a_bad_option_instead_of_blaming_the_setup(tmp_path: Path, clips: Path,
+                                                               option: tuple[str, str]) -> None:
+    proc = run_batch("--input", str(clips), "--output", str(tmp_path / "out"), *option)
+    assert proc.returncode == 2 and f"argument {option[0]}" in proc.stderr, proc.stderr
+    assert "Check" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_batch_stops_cleanly_on_signals(tmp_path: Path, walk_clip: Path, signum: int) -> None:
+    """Mid-conversion: no traceback, exit 128 + signal, its temporary folder and its core processes gone."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "walk.mp4").symlink_to(walk_clip)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "MIMIC_PYTHON"} | {"TMPDIR": str(scratch)}
+    proc = subprocess.Popen([sys.executable, "-m", "addon.batch", "--input", str(folder), "--output",
+                             str(tmp_path / "out"), "--format", "bvh"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "walk.mp4: detect" in line:
+            break
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr and "stopped" in stderr
+    assert list(scratch.iterdir()) == [] and list((tmp_path / "out").iterdir()) == []
+    cores = subprocess.run(["pgrep", "-f", f"core {folder / 'walk.mp4'}"], capture_output=True, text=True)
+    assert cores.stdout.strip() == ""

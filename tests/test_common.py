@@ -5,6 +5,7 @@ library only."""
 from __future__ import annotations
 
 import ast
+import io
 import json
 import subprocess
 import sys
@@ -241,12 +242,21 @@ def _broken(tmp_path: Path, case: str) -> Path:
         _archive(path, dict(meta, persons=[{"id": 0, "skeleton": {"names": ["a"], "parents": [5]}}]), **arrays)
     elif case == "no_persons":
         _archive(path, dict(meta, persons=[]), **arrays)
+    elif case == "huge_array":  # a header claiming 10**9 frames: refused before anything is allocated
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (10**9, 21, 4)})
+        meta_npy = io.BytesIO()
+        np.save(meta_npy, np.array(json.dumps(meta)))
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("meta_json.npy", meta_npy.getvalue())
+            z.writestr("person0/rotations.npy", header.getvalue())
     return path
 
 
 BROKEN = ["truncated", "empty", "not_npz", "meta_list", "no_meta", "schema_9", "schema_string", "fps_0", "fps_nan",
           "fps_negative", "huge_frames", "no_rotations", "wrong_shape", "short_channel", "nan_rotations", "inf_root",
-          "not_unit", "string_array", "bad_skeleton", "no_persons"]
+          "not_unit", "string_array", "bad_skeleton", "no_persons", "huge_array"]
 
 
 @pytest.mark.parametrize("case", BROKEN)

@@ -26,6 +26,8 @@ READABLE_SCHEMAS = (1, 2)
 #: A file claiming more frames than this (10 hours at 120 fps) is refused before anything is allocated.
 MAX_FRAMES = 4_320_000
 MAX_JOINTS = 1024
+#: No array of a motion file may be larger than this (2 GiB): a damaged header cannot make Mimic allocate more.
+MAX_BYTES = 2 << 30
 AXES = {"up": "+Y", "forward": "+Z", "left": "+X"}
 ROTATION_FORMAT = "quaternion_wxyz_local"
 #: Foot-contact probability columns (contact_probability), in order.
@@ -209,6 +211,7 @@ def load_motion(path: Path, person: int = 0) -> Motion:
 def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The meta dict and every array of the archive, with sizes checked before anything large is read."""
     try:
+        _check_sizes(path)
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise ValueError("a bare .npy array, not an .npz archive")
@@ -226,10 +229,25 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise BadMotionFile(f"Motion file {path} does not exist.", "Check the path.") from None
     except IsADirectoryError:
         raise BadMotionFile(f"{path} is a folder, not a motion file.", "Choose the .npz file itself.") from None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - zlib, zipfile, struct, numpy: whatever a damaged archive raises
         raise BadMotionFile(f"{path} is not a readable Mimic motion file ({exc}).",
                             "Re-run the conversion to create it again.") from exc
     return meta, arrays
+
+
+def _check_sizes(path: Path) -> None:
+    """ValueError if an array's header claims more than MAX_BYTES, read before any array is allocated."""
+    if not zipfile.is_zipfile(path):
+        return  # np.load says what it is
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            with archive.open(member) as fh:
+                major, _ = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+                size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if size > MAX_BYTES:
+                    raise ValueError(f"{member.filename} claims {size / 2**30:.1f} GiB")
 
 
 def _person(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], k: int, info: dict[str, Any],
