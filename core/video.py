@@ -21,6 +21,9 @@ TIME_EPS_S = 1e-3  # timestamps are rounded to the container's time base; compar
 #: A clip that stops decoding more than this before the end its container promises is damaged: so many frames,
 #: or this share of the range, whichever is more (container durations of healthy files are off by a frame or two).
 SHORTFALL_FRAMES, SHORTFALL_SHARE = 3, 0.02
+#: Below this many frames per second a clip cannot be motion-captured; a container reporting less (e.g. 1 fps, the
+#: decoder's guess when every frame duration is 0) has damaged timing, or is a time-lapse.
+MIN_FPS = 5.0
 _PARTIAL_FIX = "Re-export or re-copy the file, or pass --allow-partial to convert the part that decodes."
 _FIX_FORMAT = "Convert it to MP4 (H.264), e.g. `ffmpeg -i in.mov -c:v libx264 out.mp4`, or pick another file."
 
@@ -99,6 +102,10 @@ def probe(path: Path | str) -> VideoInfo:
             raise NotAVideo(f"{path} has {frame_count} frames but none could be decoded.", _FIX_FORMAT)
         if not math.isfinite(fps) or fps <= 0:
             fps = 30.0
+        if fps < MIN_FPS:
+            raise DamagedVideo(f"{path} reports {fps:g} frames per second: its frame timing is damaged, or it is "
+                               f"too slow for motion capture (Mimic needs at least {MIN_FPS:g}).",
+                               "Re-mux the file, e.g. `ffmpeg -i in.mp4 -c copy out.mp4`, or record at 24 fps or more.")
         if frame_count <= 0:  # containers without a frame count: count by decoding
             frame_count = 1
             while cap.grab():

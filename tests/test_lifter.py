@@ -334,3 +334,37 @@ def test_lifts_real_video_into_an_upright_travelling_person(balance_clip: Path, 
     x = detections_to_inputs(det.image, det.world, det.width, det.height, LAYOUT)
     assert x.shape == (f, 23, INPUT_CHANNELS) and np.all(np.abs(x[det.present, :, 0]) < 1.5)
     assert np.all(x[det.present, :, 6] == 1.0)  # MediaPipe's 3D reaches the lifter on every frame with a person
+
+
+class _Warnings:
+    """A Reporter that keeps the warnings."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def stage(self, name: str, total: int) -> None: pass
+    def update(self, frame: int) -> None: pass
+    def done(self, **result: object) -> None: pass
+    def error(self, payload: dict) -> None: pass
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def test_a_bad_bvh_is_skipped_with_a_warning_and_a_damaged_cache_is_rebuilt(bvh_set: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mocap"
+    folder.mkdir()
+    for f in bvh_set.glob("*.bvh"):
+        (folder / f.name).write_bytes(f.read_bytes())
+    good = (folder / "walk_a_001.bvh").read_text()
+    (folder / "zero_time.bvh").write_text(good.replace("Frame Time:", "Frame Time: 0 #"))  # once a ZeroDivisionError
+    reporter = _Warnings()
+    data = load_mocap(folder, tmp_path / "cache", reporter=reporter)
+    assert data.names == ["walk_a_001.bvh", "walk_b_001.bvh", "walk_held_001.bvh"]
+    assert len(reporter.warnings) == 1 and reporter.warnings[0].startswith("skipped zero_time.bvh")
+    (entry,) = (tmp_path / "cache").glob("keypoints-*.npz")
+    entry.write_bytes(entry.read_bytes()[:500])  # a truncated cache entry: rebuilt, never a traceback
+    again = load_mocap(folder, tmp_path / "cache", reporter=reporter)
+    assert np.array_equal(again.keypoints, data.keypoints) and "cache" in reporter.warnings[1]
+    assert "is damaged; rebuilding it" in reporter.warnings[1]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [entry.name]  # no temp file left

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core import video
-from core.common.errors import BadRange, EmptyClip, InputNotFound, NotAVideo
+from core.common.errors import BadRange, DamagedVideo, EmptyClip, InputNotFound, NotAVideo
 from core.video import iter_frames, probe
 
 # a 3x3 MP4 display matrix (16.16 fixed point, last column 2.30) per clockwise rotation
@@ -196,3 +196,26 @@ def test_decoder_error_reaches_the_consumer(walk_clip: Path, monkeypatch: pytest
         got.extend(f.index for f in frames)
     assert got == [0, 1]
     assert _decode_threads() == []
+
+
+def test_frames_whose_durations_are_all_zero_are_a_damaged_video(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "zero.mp4")
+    set_frame_durations(clip, [(10, 0)])  # every timestamp 0: once converted at 0.5 fps without a word
+    with pytest.raises(DamagedVideo, match="reports 1 frames per second: its frame timing is damaged"):
+        probe(clip)  # the decoder guesses 1 fps and invents timestamps 0, 1, 2 ... s
+
+
+def test_repeated_and_backward_timestamps_are_reported_and_left_out(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "repeat.mp4")  # time base 1/10240 s
+    set_frame_durations(clip, [(4, 1024), (3, 0), (3, 1024)])  # frames 4-6 share frame 4's time
+    warnings: list[str] = []
+    frames = list(video.frames_of(*_probed(clip), on_warning=warnings.append))
+    times = [f.time_s for f in frames]
+    assert len(warnings) == 1 and "repeat or go back in time" in warnings[0], warnings
+    assert times == sorted(times) and len(frames) == 10  # the frames arrive; resampling drops the repeats
+    assert sum(b <= a for a, b in zip(times, times[1:])) == int(warnings[0].split(": ")[1].split()[0])
+
+
+def _probed(clip: Path) -> tuple[video.VideoInfo, float, float]:
+    info = probe(clip)
+    return (info, *video.check_range(info, None, None))

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from core.bvh import read_bvh
+from core.common.atomic import atomic_path
 from core.common.errors import BadBvhFile, InputNotFound
 from core.lift.layout import Layout, lifter_layout
 from core.progress import NullReporter, Reporter
@@ -182,9 +183,9 @@ def load_mocap(data: Path, cache: Path, fps: float = 30.0, reporter: Reporter | 
     layout_text = (Path(__file__).resolve().parent.parent / "rigs" / "lifter_layout.json").read_text("utf-8")
     key = hashlib.sha1(json.dumps([[f.name, f.stat().st_size] for f in files] + [layout_text, fps]).encode())
     npz = Path(cache) / f"keypoints-{key.hexdigest()[:16]}.npz"
-    if npz.exists():
-        z = np.load(npz, allow_pickle=False)
-        return MocapSet(z["keypoints"], z["starts"], [str(n) for n in z["names"]], float(z["fps"]))
+    cached = _load_cached(npz, fps, reporter)
+    if cached is not None:
+        return cached
     layout = lifter_layout()
     clips, names = [], []
     reporter.stage("mocap", len(files))
@@ -201,7 +202,25 @@ def load_mocap(data: Path, cache: Path, fps: float = 30.0, reporter: Reporter | 
     starts = np.concatenate([[0], np.cumsum([len(c) for c in clips])]).astype(np.int64)
     out = MocapSet(np.concatenate(clips), starts, names, fps)
     npz.parent.mkdir(parents=True, exist_ok=True)
-    tmp = npz.with_suffix(".part.npz")
-    np.savez(tmp, keypoints=out.keypoints, starts=starts, names=np.array(names), fps=fps)
-    tmp.replace(npz)
+    with atomic_path(npz) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, keypoints=out.keypoints, starts=starts, names=np.array(names), fps=fps)
     return out
+
+
+def _load_cached(npz: Path, fps: float, reporter: Reporter) -> MocapSet | None:
+    """The cached keypoints if `npz` holds a consistent, finite set at `fps`; a bad entry is deleted (and rebuilt)."""
+    if not npz.exists():
+        return None
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            kp, starts, names, got_fps = z["keypoints"], z["starts"], [str(n) for n in z["names"]], float(z["fps"])
+        ok = (kp.ndim == 3 and kp.shape[2] == 3 and np.isfinite(kp).all() and starts.ndim == 1
+              and len(starts) == len(names) + 1 and starts[0] == 0 and starts[-1] == len(kp)
+              and np.all(np.diff(starts) >= 2) and got_fps == fps)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        ok = False
+    if ok:
+        return MocapSet(kp, starts, names, got_fps)
+    reporter.warn(f"the mocap cache {npz.name} is damaged; rebuilding it")
+    npz.unlink(missing_ok=True)
+    return None
