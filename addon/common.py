@@ -8,6 +8,7 @@ module knows the difference; every other add-on module writes `from .common impo
 from __future__ import annotations
 
 from importlib import import_module
+from types import ModuleType
 
 _ROOT = (__package__ or "addon").rpartition(".")[0]
 _LAYER = f"{_ROOT}.core.common" if _ROOT else "core.common"
@@ -22,5 +23,11 @@ rotations = import_module(f"{_LAYER}.rotations")
 signals = import_module(f"{_LAYER}.signals")
 skeleton = import_module(f"{_LAYER}.skeleton")
 values = import_module(f"{_LAYER}.values")
+vrma = import_module(f"{_LAYER}.vrma")
 
 Motion = motionfile.Motion
+
+
+def layer(name: str) -> ModuleType:
+    """core/common/<name>, imported when first needed (a writer that only some exports use)."""
+    return import_module(f"{_LAYER}.{name}")

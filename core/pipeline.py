@@ -17,7 +17,7 @@ from core.common.motionfile import Motion, save_motion
 from core.progress import NullReporter, Reporter
 from core.common import rigs
 
-OUTPUT_FORMATS = (".bvh", ".npz")
+OUTPUT_FORMATS = (".bvh", ".npz", ".vrma", ".vmd")
 #: Inputs that are already motion, written again in another format or unit without detection.
 MOTION_INPUTS = (".npz", ".bvh")
 
@@ -51,7 +51,7 @@ def check_output_path(output: Path, overwrite: bool) -> None:
     """Fail before any work if `output` has an unknown format or cannot be written."""
     if output.suffix.lower() not in OUTPUT_FORMATS:
         raise UnsupportedOutput(f"Unknown output format {output.suffix or '(none)'!r} for {output}.",
-                                "Use a .bvh (animation) or .npz (Mimic motion file) extension.")
+                                "Use .bvh (animation), .npz (Mimic motion file), .vrma (VRM Animation) or .vmd (MMD motion).")
     check_output(output, overwrite)
 
 
@@ -137,11 +137,19 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
 
 
 def write(motion: Motion, output: Path, units: str = "m") -> Path:
-    """Write `motion` to `output` (.bvh or .npz) atomically."""
+    """Write `motion` to `output` atomically, in the format its suffix names (OUTPUT_FORMATS): BVH, the motion
+    file, VRM Animation (core/common/vrma.py) or MMD motion (core/common/vmd.py). `units` is BVH's."""
     from core.bvh import write_bvh
+    from core.common.vmd import write_vmd
+    from core.common.vrma import write_vrma
 
-    if output.suffix.lower() == ".bvh":
+    suffix = output.suffix.lower()
+    if suffix == ".bvh":
         write_bvh(output, motion, units=units)
+    elif suffix == ".vrma":
+        write_vrma(output, motion)
+    elif suffix == ".vmd":
+        write_vmd(output, motion)
     else:
         save_motion(motion, output)
     return output
@@ -161,8 +169,8 @@ def convert(video: Path, output: Path, options: ConvertOptions = ConvertOptions(
 
 def reexport(source: Path, output: Path, options: ConvertOptions = ConvertOptions(),
              reporter: Reporter = NullReporter()) -> Motion:
-    """A motion file or a BVH in Mimic's layout (root translation, rotations on every joint) written again as .bvh
-    or .npz, e.g. in centimetres; raises BadMotionFile or BadBvhFile for a file that cannot be read."""
+    """A motion file or a BVH in Mimic's layout (root translation, rotations on every joint) written again in any
+    of OUTPUT_FORMATS (a BVH in centimetres, a .vrma, a .vmd); BadMotionFile or BadBvhFile for one that cannot be read."""
     from core.bvh import bvh_to_motion, guess_units, read_bvh
     from core.common.motionfile import load_motion
 

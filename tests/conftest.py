@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,6 +44,16 @@ def walk_clip() -> Path:
 def balance_clip() -> Path:
     assert BALANCE_CLIP.is_file(), "sample clips missing: run `make setup` (tools/fetch_assets.py)"
     return BALANCE_CLIP
+
+
+@pytest.fixture(scope="session")
+def sample_motion(tmp_path_factory: pytest.TempPathFactory, walk_clip: Path) -> Path:
+    """The first 2 s of the sample clip converted by the CLI into a motion file (for checks of other formats)."""
+    out = tmp_path_factory.mktemp("sample") / "walk.npz"
+    proc = subprocess.run([sys.executable, "-m", "core", str(walk_clip), "-o", str(out), "--end", "2",
+                           "--progress", "none"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out
 
 
 @pytest.fixture(scope="session")

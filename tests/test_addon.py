@@ -301,7 +301,8 @@ def test_every_registered_format_exports_through_the_one_operator(imported, ext,
     assert {"bvh", "fbx", "glb", "unity_bvh", "unity_fbx"} <= set(registry)
     items = bpy.ops.mimic.export.get_rna_type().properties["format"].enum_items
     assert [item.identifier for item in items] == list(registry)
-    magic = {".bvh": b"HIERARCHY", ".fbx": b"Kaydara FBX Binary", ".glb": b"glTF"}
+    magic = {".bvh": b"HIERARCHY", ".fbx": b"Kaydara FBX Binary", ".glb": b"glTF", ".vrma": b"glTF",
+             ".vmd": b"Vocaloid Motion Data 0002"}
     objects, actions = set(bpy.data.objects), set(bpy.data.actions)
     bpy.context.scene.frame_set(1)
     # Active through the view layer, as a script or the panel would have it (not a context override: the Unity

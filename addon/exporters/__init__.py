@@ -3,7 +3,7 @@
 A new format is one new file here that defines `EXPORTER = Exporter(id, label, extension, description, write)`, where
 `write(context, armature_object, path) -> Path` writes the file; the export operator's Format list (and so the
 panel's Export menu) and batch's `--format` choices are read from `EXPORTERS`. Modules without `EXPORTER` are
-helpers (`staging.py`). Format modules import only bpy at the top; anything heavier is imported inside `write`.
+helpers (`staging.py`, `sampling.py`). Format modules import only bpy at the top; anything heavier is imported inside `write`.
 """
 
 from __future__ import annotations
