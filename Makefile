@@ -9,15 +9,23 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 	$(PY) tools/fetch_assets.py
 
-$(STAMP): requirements.txt
+# requirements-dev.txt = the core's runtime (requirements.txt, what the add-on's Set up core installs) + bpy, pytest.
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)
 
 demo: setup
 	$(PY) -m core --overwrite
 
-test: setup
+JS := tests/js/node_modules/.installed
+
+# Other people's readers of our files (three-vrm-animation, mmd-parser, gltf-validator), pinned in tests/js.
+$(JS): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	touch $(JS)
+
+test: setup $(JS)
 	$(PY) -m pytest -q tests
 
 bench: setup

@@ -8,17 +8,18 @@ from __future__ import annotations
 import bpy
 from bpy.props import PointerProperty
 
-from . import operators, properties, retarget_ui, ui
+from . import live_ui, operators, properties, retarget_ui, setup_core, ui
 
 CLI_COMMAND = "mimic"
 
 
 def _classes() -> tuple[type, ...]:
     """Registration order: the retargeting property groups first (scene.mimic points at them), then ours, then
-    the retargeting UI (its sub-panels hang under MIMIC_PT_main, which must exist first)."""
+    the retargeting and live UIs (their sub-panels hang under MIMIC_PT_main, which must exist first)."""
     retarget_groups = tuple(c for c in retarget_ui.CLASSES if issubclass(c, bpy.types.PropertyGroup))
     retarget_rest = tuple(c for c in retarget_ui.CLASSES if c not in retarget_groups)
-    return (*retarget_groups, *properties.CLASSES, *operators.CLASSES, *ui.CLASSES, *retarget_rest)
+    return (*retarget_groups, *properties.CLASSES, *operators.CLASSES, *ui.CLASSES, *retarget_rest,
+            *live_ui.CLASSES)
 
 
 _cli_handles: list[object] = []
@@ -38,7 +39,9 @@ def unregister() -> None:
     from .job import cancel_all
 
     cancel_all()  # a modal import still running must not outlive the add-on
+    setup_core.cancel_all()  # nor a Set up core: pip killed, its half-made environment removed
     operators._ACTIVE.clear()
+    live_ui.stop_all()
     while _cli_handles:
         bpy.utils.unregister_cli_command(_cli_handles.pop())
     del bpy.types.Scene.mimic

@@ -39,6 +39,10 @@ class InterpreterError(MimicAddonError):
     """No usable Python for the core; the message says how to fix it."""
 
 
+class CoreSetupError(MimicAddonError):
+    """Set up core cannot run or failed (no network, too little disk space, wrong Python, pip's error)."""
+
+
 class ExportError(MimicAddonError):
     """An export could not run; the message says why."""
 

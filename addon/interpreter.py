@@ -13,8 +13,8 @@ EXTENSION_ROOT = Path(__file__).resolve().parent.parent
 #: Environment variable that names the interpreter when no preference is set (batch runs, CI).
 PYTHON_ENV = "MIMIC_PYTHON"
 
-FIX_IT = (f"Create it with `python3.11 -m venv .venv && .venv/bin/pip install -r requirements.txt` in "
-          f"{EXTENSION_ROOT}, or set the path in Preferences > Add-ons > Mimic.")
+FIX_IT = (f"Press Set up core in Preferences > Add-ons > Mimic, or create it in a terminal with `python3.11 -m venv "
+          f".venv && .venv/bin/pip install -r requirements.txt` in {EXTENSION_ROOT}, or set the path there.")
 
 
 def venv_python(root: Path = EXTENSION_ROOT) -> Path:
@@ -24,8 +24,16 @@ def venv_python(root: Path = EXTENSION_ROOT) -> Path:
     return root / ".venv" / "bin" / "python"
 
 
+def auto_python(root: Path = EXTENSION_ROOT) -> Path:
+    """The interpreter used when none is named: the environment Set up core made, else the repo's .venv."""
+    from .setup_core import installed_python
+
+    return installed_python() or venv_python(root)
+
+
 def find_python(preferred: str = "", root: Path = EXTENSION_ROOT) -> Path:
-    """The interpreter to run the core: `preferred` if set, else $MIMIC_PYTHON, else the repo's .venv."""
+    """The interpreter to run the core: `preferred` if set, else $MIMIC_PYTHON, else the environment Set up core
+    made (setup_core.py), else the repo's .venv."""
     for candidate, origin in ((preferred, "The Python set in the add-on preferences"),
                               (os.environ.get(PYTHON_ENV, ""), f"${PYTHON_ENV}")):
         if candidate:
@@ -33,7 +41,7 @@ def find_python(preferred: str = "", root: Path = EXTENSION_ROOT) -> Path:
             if not path.is_file():
                 raise InterpreterError(f"{origin} ({path}) does not exist. {FIX_IT}")
             return path
-    path = venv_python(root)
+    path = auto_python(root)
     if path.is_file():
         return path
     raise InterpreterError(f"No Python for the Mimic core: {path} does not exist. {FIX_IT}")

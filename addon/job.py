@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,12 +104,27 @@ class CoreJob:
 
     def __init__(self, python: str | Path, video: str | Path, output: str | Path, options: CoreOptions = CoreOptions(),
                  root: str | Path | None = None, env: dict[str, str] | None = None) -> None:
+        self._setup(core_command(python, Path(video).resolve(), Path(output).resolve(), options), root, env)
+        self.output: Path | None = Path(output).resolve()
+
+    @classmethod
+    def from_argv(cls, argv: list[str], root: str | Path | None = None,
+                  env: dict[str, str] | None = None) -> CoreJob:
+        """A job running any core command line speaking the JSON-lines protocol (`python -m core live ...`); it
+        writes no output file. Messages that are not progress go to `on_message`."""
+        job = cls.__new__(cls)
+        job._setup(list(argv), root, env)
+        job.output = None
+        return job
+
+    def _setup(self, argv: list[str], root: str | Path | None, env: dict[str, str] | None) -> None:
         from .interpreter import EXTENSION_ROOT
 
-        self.argv = core_command(python, Path(video).resolve(), Path(output).resolve(), options)
+        self.argv = argv
         self.root = Path(root) if root is not None else EXTENSION_ROOT
         self.env = env
-        self.output = Path(output).resolve()
+        #: Called (in poll(), on the caller's thread) with each JSON message that is not progress, e.g. live poses.
+        self.on_message: Callable[[dict[str, object]], None] | None = None
         self.state = JobState()
         self._proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -201,6 +217,8 @@ class CoreJob:
                         "message": f"The Mimic core speaks progress protocol {msg['protocol']}; this add-on reads "
                                    f"protocol {PROTOCOL_VERSION}. Install the same Mimic version of core and add-on."}
             self._kill()
+        elif self.on_message is not None:
+            self.on_message(msg)
 
     def _finish(self) -> None:
         assert self._proc is not None

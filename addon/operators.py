@@ -226,4 +226,94 @@ class MIMIC_OT_check_core(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES: tuple[type, ...] = (MIMIC_OT_import_video, MIMIC_OT_cancel_import, MIMIC_OT_export, MIMIC_OT_check_core)
+SETUP_TIMER_S = 0.25
+
+
+def _follow_setup() -> float | None:
+    """Timer while Set up core runs: redraw the preferences; at the end put the outcome where Check writes."""
+    from . import setup_core
+
+    job = setup_core.active()
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "PREFERENCES":
+                area.tag_redraw()
+    if job is None or job.poll():
+        return SETUP_TIMER_S if job is not None else None
+    prefs = preferences(bpy.context)
+    if prefs is not None:
+        prefs.check_message = job.state.message
+    return None
+
+
+class MIMIC_OT_setup_core(bpy.types.Operator):
+    """Create the core's Python environment in Blender's user folder and install its packages there (about 1.9 GB;
+    needs online access, or a wheel folder)"""
+
+    bl_idname = "mimic.setup_core"
+    bl_label = "Set up Core"
+
+    # Tests only: a small requirements file and the Python to create the environment with ("" = the real ones).
+    requirements: StringProperty(options={"HIDDEN", "SKIP_SAVE"})
+    python: StringProperty(options={"HIDDEN", "SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        from .setup_core import running
+
+        return running() is None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from . import setup_core
+
+        prefs = preferences(context)
+        try:
+            setup = setup_core.plan(setup_core.env_folder(), bpy.app.online_access,
+                                    prefs.wheel_folder if prefs else "", self.python, self.requirements)
+            job = setup_core.start(setup)
+        except MimicError as err:
+            if prefs is not None:
+                prefs.check_message = str(err)
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        if not bpy.app.background and context.window is not None:  # follow it on a timer: progress and Cancel
+            bpy.app.timers.register(_follow_setup, first_interval=SETUP_TIMER_S)
+            self.report({"INFO"}, f"Setting up the Mimic core in {setup.env}")
+            return {"FINISHED"}
+        try:  # background (scripts, tests): wait for it
+            version = job.wait()
+        except MimicError as err:
+            if prefs is not None:
+                prefs.check_message = str(err)
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        if prefs is not None:
+            prefs.check_message = job.state.message
+        self.report({"INFO"}, f"Set up {version} in {setup.env} ({job.elapsed_s:.0f} s)")
+        return {"FINISHED"}
+
+
+class MIMIC_OT_cancel_setup_core(bpy.types.Operator):
+    """Stop Set up core and remove the half-made environment"""
+
+    bl_idname = "mimic.cancel_setup_core"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        from .setup_core import running
+
+        return running() is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from .setup_core import running
+
+        job = running()
+        if job is not None:
+            job.cancel()  # kills pip, waits until the folder is gone
+            self.report({"WARNING"}, job.state.message)
+        return {"FINISHED"}
+
+
+CLASSES: tuple[type, ...] = (MIMIC_OT_import_video, MIMIC_OT_cancel_import, MIMIC_OT_export, MIMIC_OT_check_core,
+                             MIMIC_OT_setup_core, MIMIC_OT_cancel_setup_core)

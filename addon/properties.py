@@ -6,7 +6,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from . import retarget_ui
-from .interpreter import venv_python
+from .interpreter import auto_python
 from .job import CoreOptions
 
 
@@ -69,6 +69,16 @@ class MIMIC_PG_settings(ImportSettings, bpy.types.PropertyGroup):
     """The panel's settings, stored in the .blend file as `scene.mimic`: the import settings and retargeting's."""
 
     retarget: PointerProperty(type=retarget_ui.MIMIC_PG_retarget)
+    # Live (addon/live_ui.py): where the live core reads frames, and whether what arrives is recorded.
+    live_source: EnumProperty(name="Source", description="Where live mode reads frames", items=(
+        ("CAMERA", "Camera", "A camera attached to this computer"),
+        ("VIDEO", "Video File", "A video file, played at its own rate as if it were a camera"),
+    ), default="CAMERA")
+    live_camera: IntProperty(name="Camera", description="Camera index (0 = the first camera)", min=0, max=63)
+    live_video: StringProperty(name="Video", description="Video file to play in live mode", subtype="FILE_PATH")
+    use_live_record: BoolProperty(name="Record", default=False,
+                                  description="Key every frame that arrives into a new action on the character "
+                                              "(one key per received frame from the current frame on)")
 
 
 class MIMIC_AP_preferences(bpy.types.AddonPreferences):
@@ -80,18 +90,34 @@ class MIMIC_AP_preferences(bpy.types.AddonPreferences):
                                 description="Python interpreter with Mimic's requirements installed "
                                             "(empty: the .venv next to the add-on)")
     check_message: StringProperty(name="Check result", options={"SKIP_SAVE"})
+    wheel_folder: StringProperty(name="Wheel Folder", subtype="DIR_PATH",
+                                 description="Set up core installs the core's packages from this folder of wheels "
+                                             "instead of downloading them (pip --no-index --find-links)")
 
     def draw(self, context: bpy.types.Context) -> None:
+        from . import setup_core
+
         layout = self.layout
         layout.prop(self, "python_path")
         if not self.python_path:
-            layout.label(text=f"Auto: {venv_python()}", icon="INFO")
+            layout.label(text=f"Auto: {auto_python()}", icon="INFO")
+        job = setup_core.running()
+        if job is not None:  # Set up core in progress
+            row = layout.row()
+            row.progress(factor=job.state.fraction, type="BAR", text=job.state.label)
+            row.operator("mimic.cancel_setup_core", icon="CANCEL")
+        else:
+            row = layout.row()
+            row.operator("mimic.setup_core", icon="IMPORT",
+                         text="Set up Core Again" if setup_core.installed_python() else "Set up Core")
+            row.prop(self, "wheel_folder")
         row = layout.row()
         row.operator("mimic.check_core", icon="CHECKMARK")
         if self.check_message:
             row.label(text=self.check_message)
         if not bpy.app.online_access:
-            layout.label(text="Online access is off: fine, the core never uses the network.", icon="INTERNET_OFFLINE")
+            layout.label(text="Online access is off: the core never uses the network; Set up core needs it, or a "
+                              "Wheel Folder.", icon="INTERNET_OFFLINE")
 
 
 def preferences(context: bpy.types.Context) -> MIMIC_AP_preferences | None:

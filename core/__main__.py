@@ -1,8 +1,11 @@
-"""Command line: `python -m core [VIDEO] [-o OUT.bvh|OUT.npz] [options]`. With no video, converts the sample clip."""
+"""Command line: `python -m core [VIDEO] [-o OUT.bvh|.npz|.vrma|.vmd] [options]`. With no video, converts the sample clip.
+`python -m core live (--camera N | --video FILE) ...` streams poses as they are solved (core/live.py); a video file
+named `live` is converted with `python -m core ./live`."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -30,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", nargs="?", type=Path,
                    help=f"input video (default: the sample clip {DEFAULT_CLIP.name}); a .npz motion file or a Mimic "
                         "BVH is written again in the output's format and units, without detection")
-    p.add_argument("-o", "--output", type=Path, help="output .bvh or .npz (default: out/<clip>.bvh)")
+    p.add_argument("-o", "--output", type=Path, help="output .bvh, .npz (motion file), .vrma (VRM Animation) or .vmd (MMD motion) (default: out/<clip>.bvh)")
     p.add_argument("--start", type=values.non_negative, default=d.start_s, metavar="SECONDS", help="start of the range to convert")
     p.add_argument("--end", type=values.non_negative, default=d.end_s, metavar="SECONDS", help="end of the range to convert")
     p.add_argument("--person", type=values.person, default=d.person,
@@ -57,6 +60,68 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _camera_index(value: str) -> int:
+    """A camera index: 0, 1, ..."""
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a camera index (0 is the first camera)")
+    return int(value)
+
+
+def _positive(value: str) -> float:
+    """A finite number above 0 (seconds)."""
+    number = values.non_negative(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0")
+    return number
+
+
+def _vmc_target(value: str) -> tuple[str, int]:
+    """HOST:PORT of a VMC receiver, resolved now so that a typo fails before the camera starts."""
+    import socket
+
+    from core.vmc import parse_target
+
+    try:
+        host, port = parse_target(value)
+        socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot resolve the host of {value!r} ({exc})") from None
+    return host, port
+
+
+def build_live_parser() -> argparse.ArgumentParser:
+    from core.live import DEFAULT_MODEL, MODELS
+    from core.vmc import DEFAULT_HOST, DEFAULT_PORT
+
+    p = argparse.ArgumentParser(
+        prog="python -m core live",
+        description="Stream poses as they are solved: to VMC receivers (VSeeFace, Warudo, VNyan, EVMC4U...) over "
+                    "OSC/UDP, and as JSON lines for the Blender add-on (--progress json). Ends when the clip ends, "
+                    "after --seconds, or on Ctrl-C / SIGTERM (a normal end: summary, exit 0). To convert a video "
+                    "file named 'live', run `python -m core ./live`.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--camera", type=_camera_index, metavar="N", help="capture from camera N (0 = the first)")
+    source.add_argument("--video", type=Path, metavar="FILE",
+                        help="replay a clip as if it were a camera, at its own frame rate (frames are dropped, not "
+                             "queued, when processing is slower than real time)")
+    p.add_argument("--vmc", type=_vmc_target, default=(DEFAULT_HOST, DEFAULT_PORT), metavar="HOST:PORT",
+                   help=f"where to send VMC (default {DEFAULT_HOST}:{DEFAULT_PORT}, VMC receivers' usual port)")
+    p.add_argument("--no-vmc", action="store_true", help="send no VMC (JSON lines or nothing only)")
+    p.add_argument("--progress", choices=("json", "tqdm", "none"), default="tqdm",
+                   help="JSON lines on stdout with every pose (json), a frame counter on stderr (tqdm, the default), "
+                        "or nothing")
+    p.add_argument("--seconds", type=_positive, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--model", choices=sorted(MODELS), default=DEFAULT_MODEL,
+                   help=f"MediaPipe Pose model (default {DEFAULT_MODEL}: installed with mediapipe, real time on one "
+                        "core; lite is downloaded by MediaPipe at first use)")
+    p.add_argument("--watch-stdin", action="store_true",
+                   help="stop (a normal end) when standard input closes: the parent process keeps a pipe open")
+    p.add_argument("--version", action="version", version=f"mimic {__version__}")
+    return p
+
+
 def _reporter(mode: str) -> Reporter:
     if mode == "json":
         return JsonReporter()
@@ -70,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging off the terminal
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["live"]:
+        return _live_main((sys.argv[1:] if argv is None else argv)[1:])
     args = build_parser().parse_args(argv)
     reporter = _reporter(args.progress)
     with stop_on_signals():
@@ -100,18 +167,59 @@ def _convert(args: argparse.Namespace, reporter: Reporter) -> int:
     except (MimicError, KeyboardInterrupt) as exc:
         err = exc if isinstance(exc, (MimicError, Interrupted)) else Interrupted(  # SIGINT before our handler
             "Interrupted (SIGINT); nothing was written.", "Run the command again to convert.", signal.SIGINT)
-        reporter.error(err.to_json())
-        if not isinstance(reporter, JsonReporter):
-            print(f"mimic: error: {err}", file=sys.stderr)
-        return err.exit_code
+        return _report_error(err, reporter)
     except Exception as exc:  # a bug, not bad input: keep the protocol intact and show the traceback on stderr
-        traceback.print_exc()
-        message = f"Internal error: {type(exc).__name__}: {exc}. Please report it with the traceback printed above."
-        reporter.error({"type": "InternalError", "message": message, "exit_code": 1})
-        return 1
+        return _report_bug(exc, reporter)
     reporter.done(output=str(Path(output).resolve()), frames=motion.num_frames, fps=motion.fps)
     if isinstance(reporter, NullReporter) and args.progress != "none":
         print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def _report_error(err: MimicError | Interrupted, reporter: Reporter) -> int:
+    """The error line (and the message on stderr without JSON); returns its exit code."""
+    reporter.error(err.to_json())
+    if not isinstance(reporter, JsonReporter):
+        print(f"mimic: error: {err}", file=sys.stderr)
+    return err.exit_code
+
+
+def _report_bug(exc: Exception, reporter: Reporter) -> int:
+    """A bug, not bad input: the traceback on stderr, an InternalError line; exit code 1."""
+    traceback.print_exc()
+    message = f"Internal error: {type(exc).__name__}: {exc}. Please report it with the traceback printed above."
+    reporter.error({"type": "InternalError", "message": message, "exit_code": 1})
+    return 1
+
+
+def _live_main(argv: list[str]) -> int:
+    """`python -m core live ...`: a stop (signal, stdin closed) ends the stream normally (done line, exit 0)."""
+    args = build_live_parser().parse_args(argv)
+    reporter: Reporter = JsonReporter() if args.progress == "json" else NullReporter()
+    with stop_on_signals():
+        if args.watch_stdin:
+            interrupt_when_stdin_closes()
+        return _live(args, reporter)
+
+
+def _live(args: argparse.Namespace, reporter: Reporter) -> int:
+    """The live stream the arguments ask for, reported; returns the exit code."""
+    from core.live import LiveOptions, LiveResult, stop_reason, stream
+
+    try:
+        options = LiveOptions(camera=args.camera, video=args.video, vmc=None if args.no_vmc else args.vmc,
+                              seconds=args.seconds, model=args.model, progress=args.progress)
+        result = stream(options, reporter)
+    except MimicError as exc:
+        return _report_error(exc, reporter)
+    except KeyboardInterrupt as exc:  # a stop before the stream began or after it ended: still a normal end
+        result = LiveResult(stopped=stop_reason(exc))
+    except Exception as exc:  # noqa: BLE001
+        return _report_bug(exc, reporter)
+    with contextlib.suppress(OSError, ValueError):  # the reader may be gone (stdin closed: parent gone)
+        reporter.done(**result.done_fields())
+    if args.progress == "tqdm":
+        print(result.summary(), file=sys.stderr)
     return 0
 
 

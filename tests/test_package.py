@@ -15,10 +15,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ("blender_manifest.toml", "__init__.py", "addon/__init__.py", "core/__main__.py", "core/weights/lifter_tcn.pt",
-          "rigs/humanoid.json")
+          "rigs/humanoid.json", "requirements.txt")  # requirements.txt: what Set up core installs
 NEEDED_FOLDERS = ("addon/", "core/", "rigs/")
 FORBIDDEN_FOLDERS = ("training/", "tests/", "bench/", "tools/", "sample_clips/", ".venv/")
 FORBIDDEN_SUFFIXES = (".npz", ".mp4", ".bvh")
+FORBIDDEN_FILES = ("requirements-dev.txt",)  # bpy and pytest: development only
 
 
 def ext_tool() -> Path:
@@ -60,7 +61,8 @@ def problems(zip_path: Path) -> list[str]:
         sources = {n: zf.read(n).decode("utf-8") for n in names if n.endswith(".py")}
     found = [f"missing {n}" for n in NEEDED if n not in names]
     found += [f"no {d}" for d in NEEDED_FOLDERS if not any(n.startswith(d) for n in names)]
-    found += [f"holds {n}" for n in names if n.startswith(FORBIDDEN_FOLDERS) or n.endswith(FORBIDDEN_SUFFIXES)]
+    found += [f"holds {n}" for n in names if n.startswith(FORBIDDEN_FOLDERS) or n.endswith(FORBIDDEN_SUFFIXES)
+              or n in FORBIDDEN_FILES]
     found += [f"{n} imports training" for n, src in sources.items() if imports_training(src)]
     return found
 
