@@ -319,6 +319,22 @@ class _Solver:
     def vector(self, pair: list[str]) -> np.ndarray:
         return self.point(pair[1]) - self.point(pair[0])
 
+    def solve_bones(self) -> None:
+        """Every bone's world rotation, in the rig's order, by the solver its data names."""
+        for bone in self.rig.bones:
+            kind = bone["solver"]
+            if kind == "basis":
+                self.solve_basis(bone)
+            elif kind == "spine":
+                self.solve_spine(bone)
+            elif kind == "neck":
+                self.solve_neck(bone)
+            elif kind == "fixed":
+                j = self.base.index(bone["joint"])
+                self.world[j] = self.parent_world(j)
+            else:
+                raise ValueError(f"{self.rig.name}: unknown solver {kind!r} for {bone['joint']}")
+
     def parent_world(self, j: int) -> Rotation:
         """World rotation of the nearest solved ancestor (identity above the root)."""
         p = int(self.rig.skeleton.parents[j])
@@ -500,19 +516,7 @@ def solve(keypoints: np.ndarray, confidence: np.ndarray, fps: float, skeleton: S
         kp = level.apply(kp.reshape(-1, 3)).reshape(kp.shape)
         offset = contacts.ground_offset(kp, confident, fps, rig.feet, rig.centre, _sole_height(rig, solver))
         solver.kp = kp = kp + offset
-    for bone in rig.bones:
-        kind = bone["solver"]
-        if kind == "basis":
-            solver.solve_basis(bone)
-        elif kind == "spine":
-            solver.solve_spine(bone)
-        elif kind == "neck":
-            solver.solve_neck(bone)
-        elif kind == "fixed":
-            j = base.index(bone["joint"])
-            solver.world[j] = solver.parent_world(j)
-        else:
-            raise ValueError(f"{rig.name}: unknown solver {kind!r} for {bone['joint']}")
+    solver.solve_bones()
 
     sk = solver.skeleton
     rotations = np.empty((frames, sk.num_joints, 4))

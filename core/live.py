@@ -196,17 +196,7 @@ def solve_frames(keypoints: np.ndarray, confidence: np.ndarray, calibration: Cal
     """Keypoints (F, 33, 3) metres, levelled and grounded, and confidence (F, 33) -> local rotations (F, J, 4)
     w-x-y-z and root (Hips) positions (F, 3) metres, with the calibrated skeleton. Frames are independent."""
     solver = _FrameSolver(rig, calibration.skeleton, calibration.rest, keypoints, confidence)
-    for bone in rig.bones:
-        kind = bone["solver"]
-        if kind == "basis":
-            solver.solve_basis(bone)
-        elif kind == "spine":
-            solver.solve_spine(bone)
-        elif kind == "neck":
-            solver.solve_neck(bone)
-        else:  # "fixed" (ik.solve refuses unknown kinds when the rig is first solved at calibration)
-            j = solver.base.index(bone["joint"])
-            solver.world[j] = solver.parent_world(j)
+    solver.solve_bones()
     sk = calibration.skeleton
     world = np.stack([to_wxyz(solver.world[j]) for j in range(sk.num_joints)], axis=1)
     parent = np.where(sk.parents[None, :, None] >= 0, world[:, np.maximum(sk.parents, 0)], quat.identity(1, 1))

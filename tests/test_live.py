@@ -122,7 +122,9 @@ def test_vmc_receiver_gets_every_pose_with_the_humanoid_bones(streamed: dict) ->
     assert np.all(steps > 0.5) and np.allclose(steps, np.round(steps), atol=1e-3)
     arrivals = np.array([t for t, _ in receiver.of(ADDRESS["time"])])
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-    assert 0.5 * 30 <= rate <= 1.1 * 30, f"{rate:.1f} bundles/s for a 30 fps clip"
+    # The rate the receiver sees is the one the core reports (how fast that is, is bench/live.py's business: it
+    # depends on the machine's load), and never above the clip's own 30 fps.
+    assert rate == pytest.approx(done["fps"], rel=0.1) and rate <= 1.1 * 30, f"{rate:.1f} bundles/s, {done['fps']}"
     quats = np.array([args[4:8] for _, args in receiver.of(ADDRESS["bone"])])
     np.testing.assert_allclose(np.linalg.norm(quats, axis=-1), 1.0, atol=1e-5)
 
