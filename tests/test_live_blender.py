@@ -152,7 +152,8 @@ def live_setup(ext, fake_python: Path, tmp_path: Path, monkeypatch: pytest.Monke
     run = submodule(ext, "live_ui").active_run()
     if run is not None:
         bpy.ops.mimic.live_stop()
-    prefs.python_path = ""
+    # Looked up again: a test that disables and enables the add-on frees the preferences fetched above.
+    bpy.context.preferences.addons[ADDON].preferences.python_path = ""
 
 
 def tick_until(run, context, done, timeout: float = 30.0) -> list[float]:
