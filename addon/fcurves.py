@@ -1,8 +1,8 @@
 """Write animation in bulk: a new action, one F-curve per channel with every key set at once by `foreach_set`.
 
 The one place that knows the F-curve API of each Blender version: layered actions with a slot on 4.4+, the legacy
-`action.fcurves` before, and where F-curve groups can be given. Used by keying.py (a Mimic armature) and
-retarget/bake.py (a user's rig). Keys are linear, one per frame, as Blender's BVH importer writes them.
+`action.fcurves` before, and where F-curve groups can be given. Used by keying.py (a Mimic armature),
+retarget/bake.py (a user's rig), and read back by unity.py and exporters/staging.py. Keys are linear, one per frame, as Blender's BVH importer writes them.
 """
 
 from __future__ import annotations
@@ -22,6 +22,20 @@ def new_action(obj: bpy.types.Object, name: str) -> tuple[bpy.types.Action, bpy.
         strip = action.layers.new("Mimic").strips.new(type="KEYFRAME")
         return action, strip.channelbag(slot, ensure=True).fcurves
     return action, action.fcurves
+
+
+def action_fcurves(action: bpy.types.Action, slot: object = None) -> list[bpy.types.FCurve]:
+    """The F-curves of `action`: those `slot` animates, or every one when slot is None (Blender 4.4+ layered
+    actions); all of a legacy action's."""
+    if bpy.app.version < (4, 4, 0):
+        return list(action.fcurves)
+    if slot is None:
+        return [fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags
+                for fc in bag.fcurves]
+    from bpy_extras import anim_utils
+
+    bag = anim_utils.action_get_channelbag_for_slot(action, slot)
+    return list(bag.fcurves) if bag is not None else []
 
 
 def assign_action(obj: bpy.types.Object, action: bpy.types.Action) -> None:

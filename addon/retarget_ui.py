@@ -3,7 +3,7 @@
 `CLASSES` is registered by addon/__init__.py: its property groups before the add-on's own settings, which hold
 `retarget: PointerProperty(type=MIMIC_PG_retarget)` so that everything lives under the one `scene.mimic`; the rest
 after MIMIC_PT_main, under which MIMIC_PT_retarget hangs. Operators only gather options and call plain functions
-(addon/retarget.py, addon/rigmap.py). The bone map shown is the active armature's; every edit is
+(addon/retarget/, addon/rigmap.py). The bone map shown is the active armature's; every edit is
 saved on that armature (retarget.store_bone_map), so imports onto it and batch `--rig` runs use it.
 """
 

@@ -15,6 +15,7 @@ import numpy as np
 from . import rigmap
 from .common import axes
 from .errors import UnityCheckError
+from .fcurves import action_fcurves
 
 #: How far a rest limb may point from the T-pose direction and still count as T-pose (degrees).
 TPOSE_LIMB_DEG = 10.0
@@ -132,17 +133,10 @@ def _check_armature(obj: bpy.types.Object) -> list[str]:
             problems.append(f"Rest pose is not a T-pose: {j} points {angle:.0f} degrees away from its T-pose "
                             f"direction (limit {limit:g}); export with the 'Unity Humanoid' preset.")
     action = obj.animation_data.action if obj.animation_data else None
-    keyed = [fc for fc in _fcurves(action) if len(fc.keyframe_points) > 1] if action else []
+    keyed = [fc for fc in action_fcurves(action) if len(fc.keyframe_points) > 1] if action else []
     if not keyed:
         problems.append("No baked animation: the armature has no keyed action; export with 'Bake Animation'.")
     return problems
-
-
-def _fcurves(action: bpy.types.Action) -> list[bpy.types.FCurve]:
-    """Every F-curve of `action`: layered actions (Blender 4.4+) or legacy ones."""
-    if bpy.app.version < (4, 4, 0):
-        return list(action.fcurves)
-    return [fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags for fc in bag.fcurves]
 
 
 def assert_unity_fbx(path: str | Path) -> None:

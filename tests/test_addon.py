@@ -405,7 +405,7 @@ def _save_copy(motion, path: Path) -> Path:
 
 
 def test_target_selected_armature_retargets_or_fails_cleanly(ext, imported, walk_clip: Path) -> None:
-    """Target: Selected Armature goes through addon/retarget.py; a rig it cannot use leaves everything as it was,
+    """Target: Selected Armature goes through addon/retarget/; a rig it cannot use leaves everything as it was,
     including the armature's current action."""
     armature, motion = imported
     scene = bpy.context.scene

@@ -147,7 +147,7 @@ bpy.data.libraries.write({blend!r}, {{rig}}, fake_user=True)
 
 
 def test_batch_retargets_onto_an_armature_in_a_blend(clips: Path, tmp_path: Path) -> None:
-    """--rig FILE.blend:ARMATURE loads the character once and bakes each clip onto it (addon/retarget.py)."""
+    """--rig FILE.blend:ARMATURE loads the character once and bakes each clip onto it (addon/retarget/)."""
     blend = tmp_path / "character.blend"
     script = RIG_BLEND.format(root=str(ROOT), npz=str(tmp_path / "rest.npz"), blend=str(blend))
     made = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

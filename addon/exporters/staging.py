@@ -14,6 +14,7 @@ import numpy as np
 from .. import rigmap
 from ..common import Motion, atomic, skeleton
 from ..errors import ExportError
+from ..fcurves import action_fcurves
 
 
 @contextmanager
@@ -50,16 +51,6 @@ def run_exporter(operator: Callable[..., set[str]], name: str, context: bpy.type
     return path
 
 
-def _action_fcurves(action: bpy.types.Action, slot: object) -> list[bpy.types.FCurve]:
-    """The F-curves `slot` animates in `action` (Blender 4.4+ layered actions), or all of a legacy action's."""
-    if bpy.app.version < (4, 4, 0):
-        return list(action.fcurves)
-    from bpy_extras import anim_utils
-
-    bag = anim_utils.action_get_channelbag_for_slot(action, slot)
-    return list(bag.fcurves) if bag is not None else []
-
-
 @contextmanager
 def rest_pose_on_current_frame(context: bpy.types.Context, obj: bpy.types.Object) -> Iterator[None]:
     """Make the current frame (one before the scene's range, so it is not baked) show `obj` in its rest pose, using
@@ -81,7 +72,7 @@ def rest_pose_on_current_frame(context: bpy.types.Context, obj: bpy.types.Object
             if slot is not None else None
         if temp_slot is not None:
             anim.action_slot = temp_slot
-        for fcurve in _action_fcurves(temp, temp_slot):
+        for fcurve in action_fcurves(temp, temp_slot):
             owner_path, _, prop = fcurve.data_path.rpartition(".")
             if not owner_path.startswith("pose.bones["):
                 continue
