@@ -96,6 +96,9 @@ def parse_args(argv: list[str], prog: str = "mimic-batch") -> argparse.Namespace
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         build_parser(prog).error(f"--format: unknown {', '.join(unknown) or '(none)'}; use {', '.join(FORMATS)}")
+    if args.person == "all":  # one armature per clip here
+        build_parser(prog).error("--person all: batch exports one person per clip. Convert every person of a clip "
+                                 "with `python -m core CLIP --person all` (clip.p0.bvh, clip.p1.bvh ...), or pick one.")
     args.formats = formats
     args.jobs = max(1, args.jobs)
     return args

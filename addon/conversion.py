@@ -13,7 +13,7 @@ import bpy
 
 from .common import motionfile
 from .errors import CoreError, RetargetError
-from .importer import ImportResult, import_motion
+from .importer import ImportResult, import_motions
 from .interpreter import find_python
 from .job import CoreJob, CoreOptions
 
@@ -78,14 +78,18 @@ class Conversion:
         (CoreError, BadMotionFile, RetargetError ...) and leaves the scene untouched on any failure. Always removes
         the temp folder."""
         try:
-            motion = motionfile.load_motion(self.job.result())
+            motions = motionfile.load_motions(self.job.result())
             target = None
             if self.target:
                 target = bpy.data.objects.get(self.target)
                 if target is None or target.type != "ARMATURE":
                     raise RetargetError(f"The target armature {self.target!r} is gone. Select an armature.")
-            result = import_motion(context, motion, self.name, target, self.use_scene_fps)
+            results = import_motions(context, motions, self.name, [target], self.use_scene_fps)
+            result = results[0]  # every person is in the scene; the first is the one reported and made active
             result.warnings = list(self.job.state.warnings)
+            if len(results) > 1:
+                result.warnings.append(f"{len(results)} people imported: "
+                                       + ", ".join(r.armature.name for r in results))
             return result
         finally:
             self.cleanup()

@@ -72,7 +72,7 @@ def import_motion(context: bpy.types.Context, motion: Motion, name: str, target:
     """Build the animation of `motion` in the scene, named `name` (the clip's name).
 
     target None: a new armature from the motion's skeleton; else the motion is retargeted onto armature `target`
-    (addon/retarget.py). use_scene_fps: keep the scene's frame rate and resample the motion to it; otherwise
+    (addon/retarget/). use_scene_fps: keep the scene's frame rate and resample the motion to it; otherwise
     the scene takes the clip's rate. The scene's frame range becomes the clip's. On any exception every new
     object, armature and action is removed and the scene's timing restored before the exception propagates.
     """
@@ -102,3 +102,29 @@ def import_motion(context: bpy.types.Context, motion: Motion, name: str, target:
         snapshot.restore()
         raise
     return ImportResult(obj, action, motion.num_frames)
+
+
+def import_motions(context: bpy.types.Context, motions: list[Motion], name: str,
+                   targets: list[bpy.types.Object | None] | None = None, use_scene_fps: bool = False,
+                   bone_map: dict[str, str] | None = None) -> list[ImportResult]:
+    """Every person of a motion file (core.common.motionfile.load_motions), each as its own armature named `name`
+    (one person) or `name.p0`, `name.p1` ... (or retargeted onto targets[k] where given), placed by their own root
+    positions in the clip's shared world. All or nothing: on any exception nothing of any person is left behind."""
+    scene = context.scene
+    targets = list(targets or [])
+    targets += [None] * (len(motions) - len(targets))
+    snapshots = [_SceneSnapshot(scene, t) for t in targets[:len(motions)]] or [_SceneSnapshot(scene, None)]
+    results: list[ImportResult] = []
+    try:
+        for k, (motion, target) in enumerate(zip(motions, targets)):
+            label = name if len(motions) == 1 else f"{name}.p{motion.person if motion.person >= 0 else k}"
+            results.append(import_motion(context, motion, label, target, use_scene_fps, bone_map))
+        for result in results:
+            result.armature.select_set(True)
+        if results:
+            context.view_layer.objects.active = results[0].armature
+    except BaseException:
+        for snapshot in reversed(snapshots):
+            snapshot.restore()
+        raise
+    return results

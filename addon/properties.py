@@ -31,6 +31,8 @@ class ImportSettings:
         ("LARGEST", "Largest", "The person who takes up most of the picture"),
         ("LEFT", "Left-most", "The person furthest to the left"),
         ("INDEX", "Index", "A person counted from the left (0 = left-most)"),
+        ("ALL", "Everyone", "Every person, each as their own armature (the first onto the target, if one is set); "
+                            "costs one detection per person"),
     ), default="LARGEST")
     person_index: IntProperty(name="Index", description="Person counted from the left, 0 = left-most", min=0)
     lifter: EnumProperty(name="Lifter", description="How 2D landmarks become 3D", items=(
@@ -49,7 +51,7 @@ class ImportSettings:
 
     def core_options(self) -> CoreOptions:
         """These settings as the core CLI's options."""
-        person = {"LARGEST": "largest", "LEFT": "left"}.get(self.person, str(self.person_index))
+        person = {"LARGEST": "largest", "LEFT": "left", "ALL": "all"}.get(self.person, str(self.person_index))
         start, end = (self.start_s, self.end_s) if self.use_range else (None, None)
         return CoreOptions(start_s=start, end_s=end, person=person, cutoff_hz=self.cutoff_hz,
                            lifter=self.lifter.lower())

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=values.non_negative, default=d.start_s, metavar="SECONDS", help="start of the range to convert")
     p.add_argument("--end", type=values.non_negative, default=d.end_s, metavar="SECONDS", help="end of the range to convert")
     p.add_argument("--person", type=values.person, default=d.person,
-                   help="who to track: largest (default), left, right, or an index counted from the left (0, 1, …)")
+                   help="who to track: largest (default), left, right, an index counted from the left (0, 1, …), "
+                        "or all (every person: one .npz holding all, or OUT.p0.bvh, OUT.p1.bvh …)")
     p.add_argument("--lifter", choices=sorted(LIFTERS), default=DEFAULT_LIFTER, help="2D→3D lifter")
     p.add_argument("--weights", type=Path, default=None, metavar="FILE",
                    help="weights of the tcn lifter, e.g. retrained on your own mocap (default: core/weights/)")
@@ -147,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _convert(args: argparse.Namespace, reporter: Reporter) -> int:
     """The conversion the arguments ask for, reported; returns the exit code."""
-    from core.pipeline import MOTION_INPUTS, ConvertOptions, convert, reexport
+    from core.person import ALL
+    from core.pipeline import MOTION_INPUTS, ConvertOptions, convert, person_paths, reexport
 
     try:
         video = args.video or DEFAULT_CLIP
@@ -170,9 +172,12 @@ def _convert(args: argparse.Namespace, reporter: Reporter) -> int:
         return _report_error(err, reporter)
     except Exception as exc:  # a bug, not bad input: keep the protocol intact and show the traceback on stderr
         return _report_bug(exc, reporter)
-    reporter.done(output=str(Path(output).resolve()), frames=motion.num_frames, fps=motion.fps)
+    people = motion.meta.get("people") if args.person == ALL else None
+    written = person_paths(Path(output), len(people)) if people else [Path(output)]
+    extra = {"people": len(people), "outputs": [str(p.resolve()) for p in written]} if people else {}
+    reporter.done(output=str(written[0].resolve()), frames=motion.num_frames, fps=motion.fps, **extra)
     if isinstance(reporter, NullReporter) and args.progress != "none":
-        print(f"wrote {output}", file=sys.stderr)
+        print(f"wrote {', '.join(map(str, written))}", file=sys.stderr)
     return 0
 
 

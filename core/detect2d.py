@@ -17,11 +17,14 @@ from core.common import rigs
 from core.common.atomic import atomic_path
 from core.common.errors import BadRange, MimicError, NoPersonFound
 from core.detections import Detections
-from core.person import PersonRule, PersonTracker, parse_person
+from core.person import ALL, HIPS, MAX_PEOPLE, PeopleTracker, PersonRule, PersonTracker, parse_person
 from core.progress import NullReporter, Reporter
 from core.video import VideoInfo, check_range, frames_of, probe
 
-CACHE_FORMAT = 1  # bump when the cached arrays or their meaning change
+CACHE_FORMAT = 2  # bump when the cached arrays or their meaning change (2: several people, identity by look)
+#: "all": a followed person seen in fewer frames than this × the clip's frame rate (and in under half the frames)
+#: is dropped as a false detection.
+MIN_PERSON_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -72,22 +75,14 @@ def detect(
     """
     path = Path(path)
     rule = parse_person(person)
+    if rule == ALL:
+        raise ValueError("detect follows one person; detect_people finds every person")
     info = probe(path)
     start, end = check_range(info, start_s, end_s)
     total = max(1, round((end - start) * info.fps))
-    settings = {
-        "start_s": start,
-        "end_s": end,
-        "person": rule,
-        "pose": dataclasses.asdict(POSE),
-        "mediapipe": _mediapipe_version(),
-        "cache_format": CACHE_FORMAT,
-        "allow_partial": allow_partial,
-    }
-    cache_file = None
-    if use_cache and cache_dir is not False:
-        key = hashlib.sha256(json.dumps({"video": file_sha256(path), **settings}, sort_keys=True).encode()).hexdigest()
-        cache_file = cache_root(cache_dir) / "detect" / f"{key}.npz"
+    settings = _settings(start, end, rule, allow_partial)
+    cache_file = _cache_file(path, settings, cache_dir) if use_cache else None
+    if cache_file is not None:
         cached = _load(cache_file, info, settings)
         if cached is not None:
             reporter.stage("detect", cached.num_frames)
@@ -101,26 +96,74 @@ def detect(
     return det
 
 
-def _run(info: VideoInfo, start: float, end: float, rule: PersonRule, reporter: Reporter, settings: dict[str, Any],
-         allow_partial: bool = False) -> Detections:
-    """Decode and detect every frame of the range: the hot loop."""
+def detect_people(
+    path: Path | str,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    reporter: Reporter = NullReporter(),
+    cache_dir: Path | str | Literal[False] | None = None,
+    use_cache: bool = True,
+    allow_partial: bool = False,
+    max_people: int = MAX_PEOPLE,
+) -> list[Detections]:
+    """MediaPipe Pose landmarks of every person in view (up to max_people, core.person.PeopleTracker), one
+    Detections per person over the same frames, persons ordered by when they were first seen, then left to right.
+
+    Each person's Detections is NaN (present False) in the frames they are not seen; info["person"] is "all" and
+    info["person_id"] the person's place in the list. Cached like `detect`; raises what `detect` raises.
+    """
+    path = Path(path)
+    info = probe(path)
+    start, end = check_range(info, start_s, end_s)
+    total = max(1, round((end - start) * info.fps))
+    settings = _settings(start, end, ALL, allow_partial, max_people=int(max_people))
+    cache_file = _cache_file(path, settings, cache_dir) if use_cache else None
+    if cache_file is not None:
+        cached = _load_people(cache_file, info, settings)
+        if cached is not None:
+            reporter.stage("detect", cached[0].num_frames)
+            reporter.update(cached[0].num_frames)
+            return cached
+
+    reporter.stage("detect", total)
+    tracker = PeopleTracker(make_pose, fps=info.fps, max_people=max_people)
+    times, found, candidates, warnings = _decode_and_track(info, start, end, tracker, reporter, allow_partial)
+    people = len(tracker.tracks)
+    frames = len(times)
+    image_arr = np.full((people, frames, rigs.num_landmarks(), 3), np.nan, np.float32)
+    world_arr = np.full_like(image_arr, np.nan)
+    for n, in_frame in enumerate(found):
+        for k, f in enumerate(in_frame):
+            if f is not None:
+                image_arr[k, n], world_arr[k, n] = f.image, f.world
+    present = ~np.isnan(image_arr[:, :, 0, 0])
+    keep = present.sum(axis=1) >= min(MIN_PERSON_S * info.fps, 0.5 * frames)
+    first = np.argmax(present, axis=1)
+    hip_x = np.nanmean(image_arr[np.arange(people), first][:, list(HIPS), 0], axis=1) if people else np.zeros(0)
+    order = [k for k in sorted(range(people), key=lambda k: (first[k], hip_x[k])) if keep[k]]
+    dets = [_detections(info, times, image_arr[k], world_arr[k], start, end,
+                        {**settings, "person_id": i, "candidates": [candidates[k]], "decode_warnings": warnings})
+            for i, k in enumerate(order)]
+    if not dets:
+        raise _nobody(info, start, end)
+    if cache_file is not None:
+        _save_people(cache_file, dets)
+    return dets
+
+
+def _decode_and_track(info: VideoInfo, start: float, end: float, tracker: PersonTracker | PeopleTracker,
+                      reporter: Reporter, allow_partial: bool
+                      ) -> tuple[list[float], list[Any], list[dict[str, Any]], list[str]]:
+    """Decode the range and run `tracker` on every frame: the hot loop. Returns the frames' times, the tracker's
+    results per frame (Found | None, or a list of them), its candidates and the decoder's warnings."""
     times: list[float] = []
-    image: list[np.ndarray] = []
-    world: list[np.ndarray] = []
-    missing = np.full((rigs.num_landmarks(), 3), np.nan)
+    results: list[Any] = []
     warnings: list[str] = []
-    tracker = PersonTracker(rule, make_pose, fps=info.fps)
     try:
         with contextlib.closing(frames_of(info, start, end, allow_partial, warnings.append)) as frames:
             for n, frame in enumerate(frames, 1):
-                found = tracker.process(frame.rgb)
+                results.append(tracker.process(frame.rgb))
                 times.append(frame.time_s)
-                if found is None:
-                    image.append(missing)
-                    world.append(missing)
-                else:
-                    image.append(found.image)
-                    world.append(found.world)
                 reporter.update(n)
     finally:
         tracker.close()
@@ -128,26 +171,55 @@ def _run(info: VideoInfo, start: float, end: float, rule: PersonRule, reporter: 
         raise BadRange(
             f"{info.path.name} has no frames between {start:g} s and {end:g} s.", "Choose a longer time range."
         )
-    image_arr = np.stack(image).astype(np.float32)
-    world_arr = np.stack(world).astype(np.float32)
-    present = ~np.isnan(image_arr[:, 0, 0])
-    image_arr[~present, :, 2] = 0.0
-    if not present.any():
-        where = "" if start == 0 and end >= info.duration_s else f" between {start:g} s and {end:g} s"
-        raise NoPersonFound(
-            f"No person was found in {info.path.name}{where}.",
-            "Film the whole body, well lit, with the person clearly in view, or choose another time range.",
-        )
-    return Detections(
-        times=np.asarray(times, dtype=np.float64),
-        image=image_arr,
-        world=world_arr,
-        present=present,
-        width=info.width,
-        height=info.height,
-        fps=info.fps,
-        info={"video": _video_json(info), **settings, "candidates": tracker.candidates, "decode_warnings": warnings},
+    return times, results, tracker.candidates, warnings
+
+
+def _nobody(info: VideoInfo, start: float, end: float) -> NoPersonFound:
+    where = "" if start == 0 and end >= info.duration_s else f" between {start:g} s and {end:g} s"
+    return NoPersonFound(
+        f"No person was found in {info.path.name}{where}.",
+        "Film the whole body, well lit, with the person clearly in view, or choose another time range.",
     )
+
+
+def _detections(info: VideoInfo, times: list[float], image: np.ndarray, world: np.ndarray, start: float, end: float,
+                settings: dict[str, Any]) -> Detections:
+    """One person's arrays (F, 33, 3) as Detections; visibility 0 where the person is not seen."""
+    image = image.astype(np.float32)
+    present = ~np.isnan(image[:, 0, 0])
+    image[~present, :, 2] = 0.0
+    return Detections(times=np.asarray(times, dtype=np.float64), image=image, world=world.astype(np.float32),
+                      present=present, width=info.width, height=info.height, fps=info.fps,
+                      info={"video": _video_json(info), **settings})
+
+
+def _run(info: VideoInfo, start: float, end: float, rule: PersonRule, reporter: Reporter, settings: dict[str, Any],
+         allow_partial: bool = False) -> Detections:
+    """Decode and detect every frame of the range, following one person."""
+    missing = np.full((rigs.num_landmarks(), 3), np.nan)
+    tracker = PersonTracker(rule, make_pose, fps=info.fps)
+    times, found, candidates, warnings = _decode_and_track(info, start, end, tracker, reporter, allow_partial)
+    image = np.stack([missing if f is None else f.image for f in found])
+    world = np.stack([missing if f is None else f.world for f in found])
+    det = _detections(info, times, image, world, start, end,
+                      {**settings, "candidates": candidates, "decode_warnings": warnings})
+    if not det.present.any():
+        raise _nobody(info, start, end)
+    return det
+
+
+def _settings(start: float, end: float, person: PersonRule, allow_partial: bool, **extra: Any) -> dict[str, Any]:
+    """Everything a detection depends on besides the video: the cache key and what a cached entry must match."""
+    return {"start_s": start, "end_s": end, "person": person, **extra, "pose": dataclasses.asdict(POSE),
+            "mediapipe": _mediapipe_version(), "cache_format": CACHE_FORMAT, "allow_partial": allow_partial}
+
+
+def _cache_file(path: Path, settings: dict[str, Any], cache_dir: Path | str | Literal[False] | None) -> Path | None:
+    """Where the detections of `path` with `settings` are cached; None when caching is off (cache_dir False)."""
+    if cache_dir is False:
+        return None
+    key = hashlib.sha256(json.dumps({"video": file_sha256(path), **settings}, sort_keys=True).encode()).hexdigest()
+    return cache_root(cache_dir) / "detect" / f"{key}.npz"
 
 
 def cache_root(cache_dir: Path | str | None = None) -> Path:
@@ -184,6 +256,48 @@ def _save(path: Path, det: Detections) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, times=det.times, image=det.image, world=det.world, present=det.present, meta_json=json.dumps(meta))
+
+
+def _save_people(path: Path, dets: list[Detections]) -> None:
+    """Every person's detections in one cache entry (arrays stacked on a leading person axis), like `_save`."""
+    first = dets[0]
+    meta = {"width": first.width, "height": first.height, "fps": first.fps, "people": [d.info for d in dets]}
+    with contextlib.suppress(OSError, MimicError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, times=first.times, image=np.stack([d.image for d in dets]),
+                     world=np.stack([d.world for d in dets]), present=np.stack([d.present for d in dets]),
+                     meta_json=json.dumps(meta))
+
+
+def _load_people(path: Path, info: VideoInfo, settings: dict[str, Any]) -> list[Detections] | None:
+    """The cached people at `path` if the entry is valid for these settings, else None (a bad entry is deleted)."""
+    if not path.is_file():
+        return None
+    dets: list[Detections] = []
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta_json"]))
+            arrays = {name: data[name] for name in ("times", "image", "world", "present")}
+        people = meta["people"]
+        if not isinstance(people, list) or not people or any(len(arrays[n]) != len(people)
+                                                              for n in ("image", "world", "present")):
+            raise ValueError("people")
+        for k, person_info in enumerate(people):
+            det = Detections(times=arrays["times"], image=arrays["image"][k], world=arrays["world"][k],
+                             present=arrays["present"][k], width=int(meta["width"]), height=int(meta["height"]),
+                             fps=float(meta["fps"]), info=dict(person_info))
+            dets.append(det)
+        problem = next((p for p in (_cache_problem(d, settings) for d in dets) if p), "")
+    except Exception as exc:  # noqa: BLE001 - as in _load
+        problem = f"unreadable ({type(exc).__name__})"
+    if problem:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    for det in dets:
+        det.info["video"] = _video_json(info)
+    return dets
 
 
 def _load(path: Path, info: VideoInfo, settings: dict[str, Any]) -> Detections | None:

@@ -13,7 +13,8 @@ from core.common.atomic import check_output
 from core.common.errors import InputNotFound, UnsupportedOutput
 from core.filters import Gap
 from core.lift import DEFAULT_LIFTER, get_lifter
-from core.common.motionfile import Motion, save_motion
+from core.common.motionfile import Motion, save_motion, save_motions
+from core.person import ALL
 from core.progress import NullReporter, Reporter
 from core.common import rigs
 
@@ -26,8 +27,8 @@ MOTION_INPUTS = (".npz", ".bvh")
 class ConvertOptions:
     """Every user-facing setting of a conversion, with its default.
 
-    start_s/end_s: clip range in seconds (None = whole clip). person: "largest", "left", "right" or an index
-    counted from the left. lifter: see core.lift.LIFTERS. cutoff_hz: smoothing low-pass cutoff (0 = off).
+    start_s/end_s: clip range in seconds (None = whole clip). person: "largest", "left", "right", an index
+    counted from the left, or "all" (every person, core.person.PeopleTracker; see `run_people`). lifter: see core.lift.LIFTERS. cutoff_hz: smoothing low-pass cutoff (0 = off).
     max_gap_s: detection gaps up to this long are interpolated, longer ones held and reported.
     units: BVH length unit, "m" or "cm". use_cache: reuse cached detections of the same video and settings.
     allow_partial: convert the part of a damaged video that decodes (with a warning) instead of failing.
@@ -89,7 +90,7 @@ def describe_gaps(gaps: list[Gap], valid: np.ndarray, fps: float) -> list[str]:
 
 
 def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Reporter = NullReporter()) -> Motion:
-    """Convert `video` into a Motion (no file written)."""
+    """Convert `video` into a Motion (no file written); one person (options.person is not "all")."""
     from core.detect2d import detect
     from core.filters import fill_gaps, smooth
     from core.ik import solve
@@ -136,6 +137,109 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
     return motion
 
 
+def run_people(video: Path, options: ConvertOptions = ConvertOptions(),
+               reporter: Reporter = NullReporter()) -> list[Motion]:
+    """Convert every person in `video` (core.detect2d.detect_people) into one Motion each, in one shared world.
+
+    Each person is lifted, filtered and solved as in `run`; then they share one camera and one floor
+    (core.people_world): one focal length, each person moved in depth to it (their image position and size are
+    kept); one level for the camera's tilt; the X/Z origin under the people's mean starting place; the floor Y = 0
+    under each person's feet. Frames where a person is not seen have confidence 0 and NaN keypoints_2d (their pose is
+    held or interpolated as for any gap). Every Motion carries the file's meta; meta["people"] lists per person
+    the frames seen, gaps and swaps. Time: detection runs once per person per frame (see core.person).
+    """
+    from core.detect2d import detect_people
+    from core.sides import fix_swaps
+
+    lifter = get_lifter(options.lifter, Path(options.weights) if options.weights else None)
+    dets = detect_people(video, options.start_s, options.end_s, reporter,
+                         cache_dir=None if options.use_cache else False, allow_partial=options.allow_partial)
+    for message in dets[0].info.get("decode_warnings", []):
+        reporter.warn(message)
+    fixed = [fix_swaps(_uniform_detections(d)) for d in dets]
+    frames = min(d.num_frames for d, _ in fixed)
+    fixed = [(_first_frames(d, frames), swapped[:frames]) for d, swapped in fixed]
+    reporter.stage("lift", frames * len(fixed))
+    lifted = []
+    for k, (det, _) in enumerate(fixed, 1):
+        lifted.append(lifter.lift(det))
+        reporter.update(frames * k)
+    return _solve_people(video, options, reporter, [d for d, _ in fixed], [s for _, s in fixed], lifted)
+
+
+def _first_frames(det: "Detections", frames: int) -> "Detections":  # noqa: F821
+    """det cut to its first `frames` frames (persons resampled from one clip can differ by a frame at the end)."""
+    if det.num_frames == frames:
+        return det
+    return replace(det, times=det.times[:frames], image=det.image[:frames], world=det.world[:frames],
+                   present=det.present[:frames])
+
+
+def _solve_people(video: Path, options: ConvertOptions, reporter: Reporter, dets: list["Detections"],  # noqa: F821
+                  swaps: list[np.ndarray], lifted: list["Lifted"]) -> list[Motion]:  # noqa: F821
+    """Filter, place in the shared world and solve each person's lifted keypoints; every Motion gets the file's
+    meta (the first person's source, options ...) with meta["people"] describing each person."""
+    from core.filters import fill_gaps, smooth
+    from core.people_world import place
+
+    fps, frames = dets[0].fps, dets[0].num_frames
+    reporter.stage("filter", frames * len(dets))
+    keypoints, valid, all_gaps = [], [], []
+    for k, (det, lift) in enumerate(zip(dets, lifted), 1):
+        ok = (lift.confidence > 0) & np.all(np.isfinite(lift.keypoints), axis=-1)
+        filled, gaps = fill_gaps(lift.keypoints, ok, fps, options.max_gap_s)
+        keypoints.append(smooth(filled, fps, options.cutoff_hz))
+        valid.append(ok)
+        all_gaps.append([g for g in gaps if ok[:, g.keypoint].any() and ok.any(axis=1)[g.start:g.end + 1].any()])
+        reporter.update(frames * k)
+    reporter.stage("solve", frames * len(dets))
+    motions, world = place(keypoints, [l.confidence for l in lifted], valid, dets, fps, reporter)
+    people = []
+    for k, (det, motion, gaps, swapped) in enumerate(zip(dets, motions, all_gaps, swaps)):
+        motion.keypoints_2d = det.image
+        motion.person = k
+        seen = det.present.astype(np.int8)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], seen, [0]])))
+        people.append({"id": k, "seen": edges.reshape(-1, 2).tolist(), "frames_seen": int(det.present.sum()),
+                       "gaps": [g._asdict() for g in all_gaps[k] if valid[k][:, g.keypoint].any()],
+                       "swapped_frames": int(swapped.sum()), "candidates": det.info.get("candidates", []),
+                       "ik": motion.meta.get("ik")})
+        for message in describe_gaps(gaps, valid[k], fps):
+            reporter.warn(f"person {k}: {message}")
+    source = {key: v for key, v in dets[0].info.items() if key not in ("candidates", "person_id")}
+    meta = dict(mimic_version=__version__,
+                source={"video": str(Path(video).resolve()), "start_s": options.start_s, "end_s": options.end_s,
+                        "width": dets[0].width, "height": dets[0].height, **source},
+                times=dets[0].times.tolist(), lifter=lifted[0].lifter, options=asdict(options), gaps=[],
+                swapped_frames=int(sum(int(s.sum()) for s in swaps)), people=people, world=world)
+    for motion in motions:
+        motion.meta.update(meta)
+    return motions
+
+
+def person_paths(output: Path, count: int) -> list[Path]:
+    """Where `write_people` puts each of `count` persons: the .npz itself (one motion file holds them all), or,
+    for formats that hold one person (BVH, .vrma, .vmd), one file each beside `output` (`clip.bvh`):
+    `clip.p0.bvh`, `clip.p1.bvh`, ..."""
+    if output.suffix.lower() == ".npz":
+        return [output]
+    return [output.with_name(f"{output.stem}.p{k}{output.suffix}") for k in range(count)]
+
+
+def write_people(motions: list[Motion], output: Path, units: str = "m", overwrite: bool = False) -> list[Path]:
+    """Write several persons: one motion file holding them all (.npz), or one file per person (`person_paths`),
+    each checked before any is written."""
+    paths = person_paths(output, len(motions))
+    if output.suffix.lower() == ".npz":
+        save_motions(motions, output)
+        return paths
+    for path in paths:
+        check_output(path, overwrite)
+    for motion, path in zip(motions, paths):
+        write(motion, path, units)
+    return paths
+
+
 def write(motion: Motion, output: Path, units: str = "m") -> Path:
     """Write `motion` to `output` atomically, in the format its suffix names (OUTPUT_FORMATS): BVH, the motion
     file, VRM Animation (core/common/vrma.py) or MMD motion (core/common/vmd.py). `units` is BVH's."""
@@ -157,9 +261,18 @@ def write(motion: Motion, output: Path, units: str = "m") -> Path:
 
 def convert(video: Path, output: Path, options: ConvertOptions = ConvertOptions(),
             reporter: Reporter = NullReporter()) -> Motion:
-    """The whole job: check the output path, convert `video`, write `output`; returns the Motion."""
+    """The whole job: check the output path, convert `video`, write `output`; returns the Motion (with person
+    "all": every person goes to `output` (.npz) or to one file each (`person_paths`); the first person is returned)."""
     video, output = Path(video), Path(output)
     check_output_path(output, options.overwrite)
+    if options.person == ALL:
+        motions = run_people(video, options, reporter)
+        reporter.stage("write", motions[0].num_frames)
+        paths = write_people(motions, output, options.units, options.overwrite)
+        reporter.update(motions[0].num_frames)
+        if len(paths) > 1 or paths[0] != output:
+            reporter.warn(f"{len(motions)} people: one file each, " + ", ".join(p.name for p in paths))
+        return motions[0]
     motion = run(video, options, reporter)
     reporter.stage("write", motion.num_frames)
     write(motion, output, options.units)

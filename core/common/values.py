@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import math
 
-PERSON_WORDS = ("largest", "left", "right")
+PERSON_WORDS = ("largest", "left", "right", "all")
 
 
 def person(value: str) -> str | int:
-    """A person choice: largest, left, right or an index counted from the left (0 = left-most)."""
+    """A person choice: largest, left, right, all (every person) or an index counted from the left (0 = left-most)."""
     if value in PERSON_WORDS:
         return value
     try:
         index = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError("use largest, left, right or a person index (0 = left-most)") from None
+        raise argparse.ArgumentTypeError("use largest, left, right, all or a person index (0 = left-most)") from None
     if index < 0:
         raise argparse.ArgumentTypeError("a person index counts from 0 (the left-most person)")
     return index
