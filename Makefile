@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 	$(PY) tools/fetch_assets.py
 
-# requirements-dev.txt = the core's runtime (requirements.txt, what the add-on's Set up core installs) + bpy, pytest.
-$(STAMP): requirements.txt requirements-dev.txt
+# requirements-dev.txt = the core's runtime (requirements.txt, what the add-on's Set up core installs) + Ray
+# (requirements-cluster.txt, for core.batch --ray and its tests) + bpy, pytest.
+$(STAMP): requirements.txt requirements-cluster.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)

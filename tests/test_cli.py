@@ -15,8 +15,8 @@ import pytest
 
 from core.bvh import read_bvh
 from core.common import errors
-from core.common.errors import (BadBvhFile, BadMotionFile, BadRange, BadRigData, DamagedVideo, EmptyClip,
-                               InputNotFound, NoPersonFound, NotAVideo, OutputExists, OutputNotWritable,
+from core.common.errors import (BackendUnavailable, BadBvhFile, BadMotionFile, BadRange, BadRigData, DamagedVideo,
+                               EmptyClip, InputNotFound, NoPersonFound, NotAVideo, OutputExists, OutputNotWritable,
                                UnsupportedOutput, WeightsMissing)
 from core.common.motionfile import load_motion
 from conftest import blank_video
@@ -293,7 +293,8 @@ COVERED = {InputNotFound: "test_missing_file", NotAVideo: "test_not_a_video", Em
            OutputNotWritable: "test_output_folder_missing_or_not_writable",
            UnsupportedOutput: "test_unknown_output_format", BadMotionFile: "test_bad_motion_file_bvh_and_weights",
            BadBvhFile: "test_bad_motion_file_bvh_and_weights", WeightsMissing: "test_bad_motion_file_bvh_and_weights",
-           DamagedVideo: "test_a_truncated_video_is_an_error_not_a_shorter_clip", BadRigData: "test_damaged_rig_data"}
+           DamagedVideo: "test_a_truncated_video_is_an_error_not_a_shorter_clip", BadRigData: "test_damaged_rig_data",
+           BackendUnavailable: "test_core_batch.py::test_unreachable_ray_cluster_fails_fast"}
 
 
 def test_every_exit_code_is_triggered_from_the_command_line() -> None:
@@ -302,5 +303,9 @@ def test_every_exit_code_is_triggered_from_the_command_line() -> None:
                if isinstance(cls, type) and issubclass(cls, errors.MimicError) and cls is not errors.MimicError}
     assert defined == set(COVERED)
     assert len({cls.exit_code for cls in defined}) == len(defined), "two error types share an exit code"
-    for test in COVERED.values():
-        assert callable(globals()[test])
+    for test in COVERED.values():  # a test here, or "other_file.py::test" (the batch's command line)
+        module, _, name = test.rpartition("::")
+        if module:
+            assert f"def {name}(" in (Path(__file__).parent / module).read_text(encoding="utf-8"), test
+        else:
+            assert callable(globals()[name])

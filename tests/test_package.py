@@ -19,7 +19,7 @@ NEEDED = ("blender_manifest.toml", "__init__.py", "addon/__init__.py", "core/__m
 NEEDED_FOLDERS = ("addon/", "core/", "rigs/")
 FORBIDDEN_FOLDERS = ("training/", "tests/", "bench/", "tools/", "sample_clips/", ".venv/")
 FORBIDDEN_SUFFIXES = (".npz", ".mp4", ".bvh")
-FORBIDDEN_FILES = ("requirements-dev.txt",)  # bpy and pytest: development only
+FORBIDDEN_FILES = ("requirements-dev.txt", "requirements-cluster.txt")  # development and clusters, not Blender
 
 
 def ext_tool() -> Path:

@@ -74,6 +74,13 @@ class BadRigData(MimicError):
     exit_code = 15
 
 
+class BackendUnavailable(MimicError):
+    """What a batch runs on is missing: Ray not installed, a Ray cluster unreachable, no worker that can start
+    (no Python with bpy for Blender-side formats, a broken environment)."""
+
+    exit_code = 16
+
+
 class Interrupted(KeyboardInterrupt):
     """Stopped by a signal (SIGINT, SIGTERM, SIGHUP) or because the parent process went away; exit 128 + signal.
     A KeyboardInterrupt, not a MimicError, so that no `except MimicError` or `except Exception` swallows it."""
