@@ -164,9 +164,9 @@ def stage_rows(clip: Path, repeat: int, lifter_name: str, out_dir: Path) -> tupl
     return rows, fps
 
 
-def ping_pong(clip: Path, frames: int, out: Path) -> Path:
+def ping_pong(clip: Path, frames: int, out: Path, fps: float | None = None) -> Path:
     """A `frames`-frame clip of `clip` played forwards, backwards, forwards ... (continuous motion, the source's
-    size and rate), as MP4: a longer real clip for throughput."""
+    size; its rate unless `fps` is given), as MP4: a longer real clip for throughput and memory."""
     cap = cv2.VideoCapture(str(clip))
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     source = []
@@ -175,7 +175,7 @@ def ping_pong(clip: Path, frames: int, out: Path) -> Path:
         if not ok:
             break
         source.append(bgr)
-    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = fps or cap.get(cv2.CAP_PROP_FPS)
     cap.release()
     cycle = source + source[-2:0:-1]
     height, width = source[0].shape[:2]
