@@ -181,6 +181,29 @@ def test_addon_imports_each_person_as_an_armature(cam01_all) -> None:
     assert data_counts() == before and "broken.p0" not in bpy.data.objects
 
 
+def test_addon_conversion_imports_everyone(cam01_all, tmp_path: Path) -> None:
+    """The panel's Person > Everyone: the core's motion file holds two persons; the import builds both armatures,
+    reports the first, names both in a message, and removes its work folder."""
+    bpy = pytest.importorskip("bpy")
+    from types import SimpleNamespace
+
+    from addon.conversion import Conversion
+    from core.common.motionfile import save_motions
+
+    _, motions = cam01_all
+    save_motions(motions, tmp_path / "duet.npz")
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    conversion = Conversion.__new__(Conversion)  # the core's run replaced by its result
+    conversion.job = SimpleNamespace(result=lambda: tmp_path / "duet.npz", state=SimpleNamespace(warnings=["w"]))
+    conversion.name, conversion.target, conversion.use_scene_fps = "duet", "", False
+    conversion.folder = tmp_path / "work"
+    conversion.folder.mkdir()
+    result = conversion.finish(bpy.context)
+    assert result.armature.name == "duet.p0" and bpy.data.objects["duet.p1"].type == "ARMATURE"
+    assert result.warnings == ["w", "2 people imported: duet.p0, duet.p1"]
+    assert not conversion.folder.exists()
+
+
 def test_people_cache_hit_runs_no_mediapipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from core import detect2d
 
