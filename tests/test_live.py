@@ -151,6 +151,23 @@ def test_unity_axes_are_the_x_mirror() -> None:
     np.testing.assert_array_equal(to_unity_position(np.array([1.0, 2.0, 3.0])), [-1.0, 2.0, 3.0])
 
 
+def test_expressions_travel_as_blend_values_then_apply() -> None:
+    """A frame with expressions (when the face is captured): Blend/Val per name, then one Blend/Apply, after the
+    bones, as VMC receivers expect; read back with python-osc's own parser."""
+    from pythonosc.osc_bundle import OscBundle
+
+    from core.vmc import frame_bundle
+
+    sk = humanoid()
+    rotations = np.tile([1.0, 0.0, 0.0, 0.0], (sk.num_joints, 1))
+    data = frame_bundle(sk.names, sk.offsets, rotations, np.zeros(3), 1.5, {"Blink": 0.25, "A": 1.0})
+    messages = [(m.address, m.params) for m in OscBundle(data)]
+    assert [a for a, _ in messages[-3:]] == [ADDRESS["blend"], ADDRESS["blend"], ADDRESS["apply"]]
+    assert messages[-3][1] == ["Blink", 0.25] and messages[-2][1] == ["A", 1.0] and messages[-1][1] == []
+    assert messages[1] == (ADDRESS["time"], [1.5])
+    assert frame_bundle(sk.names, sk.offsets, rotations, np.zeros(3), 0.0).count(b"Blend") == 0
+
+
 def test_vmc_target_parsing() -> None:
     assert parse_target("127.0.0.1:39539") == ("127.0.0.1", 39539)
     assert parse_target("[::1]:39540") == ("::1", 39540)
