@@ -50,7 +50,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -61,6 +60,7 @@ from scipy.spatial.transform import Rotation
 from core import ik
 from core.common import rotations as quat
 from core.common.errors import InputNotFound, Interrupted, WeightsMissing
+from core.common.signals import signals_blocked
 from core.common.skeleton import Skeleton
 from core.lift.mediapipe_world import CameraModel, _fit_translation
 from core.one_euro import OneEuro
@@ -553,22 +553,6 @@ def make_live_pose(model: str) -> Any:
                              "with internet access so that MediaPipe fetches it.") from exc
 
 
-@contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
-    """Block the stop signals while a child process starts: it inherits the mask and keeps them blocked, so a
-    Ctrl-C to the terminal's process group stops only the main process, which then ends the child in order.
-    Signals that arrive meanwhile are delivered to the main process afterwards."""
-    stop = {signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])}
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: no masks; Ctrl-C there goes to the console's processes
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def stop_reason(exc: BaseException) -> str:
     """Why a stop happened, for the done line: the signal's name, or "stdin closed"."""
     if isinstance(exc, Interrupted):
@@ -599,7 +583,7 @@ def stream(options: LiveOptions, reporter: Any = None) -> LiveResult:
     pose = bar = None
     try:
         try:
-            with _signals_blocked():
+            with signals_blocked():
                 worker.start()
             frames_in.close()
             results_out.close()

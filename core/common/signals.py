@@ -57,3 +57,19 @@ def interrupt_when_stdin_closes() -> None:
         _thread.interrupt_main(signal.SIGTERM)
 
     threading.Thread(target=watch, name="mimic-stdin-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Block the stop signals while a child process starts: it inherits the mask and keeps them blocked, so a
+    Ctrl-C to the terminal's process group stops only the main process, which then ends the child in order.
+    Signals that arrive meanwhile are delivered to the main process afterwards."""
+    stop = {signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])}
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no masks; Ctrl-C there goes to the console's processes
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -22,10 +22,11 @@ from core.lift.rays import RaySettings, snap_to_rays
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lifter_tcn.pt"
+WINDOW_FRAMES = 2048  # output frames lifted per call (each sees its receptive field around it: the same result)
 
 
 def infer(model: TemporalModel, inputs: np.ndarray, layout: Layout, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Lift whole sequences at once.
+    """Lift whole sequences, WINDOW_FRAMES output frames at a time.
 
     inputs: (F, K, INPUT_CHANNELS) or (N, F, K, INPUT_CHANNELS) (core.lift.normalize). Returns pose
     (..., F, K, 3) metres relative to the pelvis and trajectory (..., F, 3) metres, in camera axes
@@ -42,10 +43,12 @@ def infer(model: TemporalModel, inputs: np.ndarray, layout: Layout, flip: bool =
     xp = np.pad(np.concatenate(batch), ((0, 0), (pad, pad), (0, 0), (0, 0)), mode="edge")
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
-        pose_t, traj_t = model(add_centred(torch.from_numpy(xp)))
+    with torch.inference_mode():  # in windows: the activations (~1 kB a frame per layer) are bounded by the window
+        parts = [model(add_centred(torch.from_numpy(xp[:, s:s + WINDOW_FRAMES + 2 * pad])))
+                 for s in range(0, xp.shape[1] - 2 * pad, WINDOW_FRAMES)]
     model.train(was_training)
-    pose, traj = pose_t.numpy().astype(np.float64), traj_t.numpy().astype(np.float64)
+    pose = torch.cat([p for p, _ in parts], dim=1).numpy().astype(np.float64)
+    traj = torch.cat([t for _, t in parts], dim=1).numpy().astype(np.float64)
     if flip:
         n = x.shape[0]
         pose = 0.5 * (pose[:n] + flip_pose(pose[n:], layout))
