@@ -235,6 +235,20 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return meta, arrays
 
 
+def read_bytes(path: Path, what: str, suffix: str) -> bytes:
+    """The bytes of a motion file in another format (`what`: "VMD file", "VRM Animation"; `suffix`: ".vmd"), a
+    missing file, a folder or an unreadable one being a BadMotionFile that says so."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise BadMotionFile(f"{what} {path} does not exist.", "Check the path.") from None
+    except IsADirectoryError:
+        raise BadMotionFile(f"{path} is a folder, not a {what}.", f"Choose the {suffix} file itself.") from None
+    except OSError as exc:
+        raise BadMotionFile(f"Cannot read {what} {path}: {exc.strerror or exc}.",
+                            "Check the path and permissions.") from None
+
+
 def _check_sizes(path: Path) -> None:
     """ValueError if an array's header claims more than MAX_BYTES, read before any array is allocated."""
     if not zipfile.is_zipfile(path):

@@ -19,7 +19,7 @@ from . import rigs
 from . import rotations as quat
 from .atomic import atomic_path
 from .errors import BadMotionFile, BadRigData, UnsupportedOutput
-from .motionfile import Motion
+from .motionfile import Motion, read_bytes
 
 BONE_DTYPE = np.dtype([("name", "S15"), ("frame", "<u4"), ("position", "<f4", (3,)), ("rotation", "<f4", (4,)),
                        ("interpolation", "u1", (64,))])
@@ -276,15 +276,7 @@ def read_vmd(path: Path) -> VmdData:
     """Parse and check a .vmd (header, every count against the file's length, finite values); BadMotionFile names
     the file and what is wrong. Sections missing at the end (older files) count as empty."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadMotionFile(f"VMD file {path} does not exist.", "Check the path.") from None
-    except IsADirectoryError:
-        raise BadMotionFile(f"{path} is a folder, not a VMD file.", "Choose the .vmd file itself.") from None
-    except OSError as exc:
-        raise BadMotionFile(f"Cannot read VMD file {path}: {exc.strerror}.", "Check the path and permissions.") \
-            from exc
+    data = read_bytes(path, "VMD file", ".vmd")
     try:
         return _parse(data)
     except ValueError as exc:

@@ -31,7 +31,7 @@ from . import rigs
 from . import rotations as quat
 from .atomic import atomic_path
 from .errors import BadMotionFile, BadRigData, UnsupportedOutput
-from .motionfile import MAX_BYTES, MAX_FRAMES, Motion
+from .motionfile import MAX_BYTES, MAX_FRAMES, Motion, read_bytes
 from .skeleton import Skeleton, humanoid
 
 GLB_MAGIC = b"glTF"
@@ -577,16 +577,13 @@ def read_vrma(path: Path) -> Motion:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise _Invalid(f"{size / 2**30:.1f} GiB, more than Mimic reads")
-        data = path.read_bytes()
-        doc, binary = parse_glb(data)
+        doc, binary = parse_glb(read_bytes(path, "VRM Animation", ".vrma"))
         return _read(doc, binary, path)
-    except FileNotFoundError:
+    except FileNotFoundError:  # from stat(); read_bytes names its own failures
         raise BadMotionFile(f"VRM Animation {path} does not exist.", "Check the path.") from None
-    except IsADirectoryError:
-        raise BadMotionFile(f"{path} is a folder, not a VRM Animation.", "Choose the .vrma file itself.") from None
     except OSError as exc:
-        raise BadMotionFile(f"Cannot read {path}: {exc.strerror or exc}.", "Check the path and permissions.") \
-            from None
+        raise BadMotionFile(f"Cannot read VRM Animation {path}: {exc.strerror or exc}.",
+                            "Check the path and permissions.") from None
     except _Invalid as exc:
         raise BadMotionFile(f"{path} is not a readable VRM Animation: {exc}.", FIX) from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, struct.error,
