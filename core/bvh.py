@@ -16,6 +16,7 @@ from scipy.spatial.transform import Rotation
 
 from core.common.atomic import atomic_path
 from core.common.errors import BadBvhFile
+from core.common.hands import motion_with_fingers, split_fingers
 from core.common.motionfile import Motion
 from core.scipy_rotations import from_wxyz, to_wxyz
 from core.common.skeleton import Skeleton
@@ -202,13 +203,15 @@ def bvh_to_motion(data: BvhData, units: str = "m") -> Motion:
     scale = 1.0 / UNIT_SCALE[units]
     skeleton = Skeleton(tuple(data.names), data.parents, data.offsets * scale, data.end_sites * scale)
     root = data.local_translations()[:, 0] * scale
-    return Motion(skeleton=skeleton, fps=data.fps, rotations=data.local_rotations(), root_positions=root)
+    skeleton, rotations, hand_rotations, hand_joints = split_fingers(skeleton, data.local_rotations())
+    return Motion(skeleton=skeleton, fps=data.fps, rotations=rotations, root_positions=root,
+                  hand_rotations=hand_rotations, hand_joints=hand_joints)
 
 
 def write_bvh(path: Path, motion: Motion, units: str = "m", order: str = "ZXY") -> None:
     """Write `motion` as BVH, atomically. units: "m" or "cm"; order: Euler channel order on every joint."""
     scale = UNIT_SCALE[units]
-    sk = motion.skeleton
+    sk, rotations = motion_with_fingers(motion)
     axis_channels = " ".join(f"{a}rotation" for a in order)
     lines = ["HIERARCHY"]
     children = [sk.children(j) for j in range(sk.num_joints)]
@@ -236,7 +239,7 @@ def write_bvh(path: Path, motion: Motion, units: str = "m", order: str = "ZXY") 
 
     emit(0, 0)
     frames = motion.num_frames
-    eulers = [from_wxyz(motion.rotations[:, j]).as_euler(order, degrees=True) for j in written]
+    eulers = [from_wxyz(rotations[:, j]).as_euler(order, degrees=True) for j in written]
     table = np.concatenate([np.asarray(motion.root_positions, dtype=np.float64) * scale] + eulers, axis=1)
     lines += ["MOTION", f"Frames: {frames}", f"Frame Time: {1.0 / motion.fps:.8f}"]
     path = Path(path)

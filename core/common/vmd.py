@@ -19,6 +19,7 @@ from . import rigs
 from . import rotations as quat
 from .atomic import atomic_path
 from .errors import BadMotionFile, BadRigData, UnsupportedOutput
+from .hands import motion_with_fingers
 from .motionfile import Motion, read_bytes
 
 BONE_DTYPE = np.dtype([("name", "S15"), ("frame", "<u4"), ("position", "<f4", (3,)), ("rotation", "<f4", (4,)),
@@ -110,11 +111,11 @@ def mmd_pose(motion: Motion, rig: VmdRig | None = None) -> tuple[dict[str, np.nd
     A-pose bone ends up where Mimic's T-pose joint is turned; its key is that relative to its MMD parent's.
     """
     rig = rig or vmd_rig()
-    sk = motion.skeleton
+    sk, rotations = motion_with_fingers(motion)
     if "Hips" not in sk.names:
         raise UnsupportedOutput(f"The motion's skeleton ({', '.join(sk.names[:4])}, ...) is not Mimic's humanoid, "
                                 "so it has no MMD bones.", "Export it as BVH instead, or convert the video again.")
-    glob = sk.global_rotations(motion.rotations)
+    glob = sk.global_rotations(rotations)
     frames = motion.num_frames
     world: dict[str, np.ndarray] = {rig.centre: quat.identity(frames)}
     local: dict[str, np.ndarray] = {}
@@ -133,7 +134,7 @@ def mmd_pose(motion: Motion, rig: VmdRig | None = None) -> tuple[dict[str, np.nd
 def _at_rate(motion: Motion, fps: float) -> Motion:
     """The channels VMD needs, resampled to `fps` (MMD plays 30 frames per second) unless already at it."""
     light = motion.with_channels(confidence=None, keypoints_2d=None, keypoints_3d=None, contacts=None,
-                                 contact_probability=None, hand_rotations=None, hand_confidence=None)
+                                 contact_probability=None, hand_confidence=None)
     return light if abs(light.fps - fps) < 1e-9 else light.resampled(fps)
 
 

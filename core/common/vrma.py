@@ -32,6 +32,7 @@ from . import rotations as quat
 from .atomic import atomic_path
 from .errors import BadMotionFile, BadRigData, UnsupportedOutput
 from .motionfile import MAX_BYTES, MAX_FRAMES, Motion, read_bytes
+from .hands import full_name, hand_joint_names, motion_with_fingers, split_fingers, with_fingers
 from .skeleton import Skeleton, humanoid
 
 GLB_MAGIC = b"glTF"
@@ -80,9 +81,10 @@ def spec() -> VrmaSpec:
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise BadRigData(f"Mimic's rig data {rigs.RIGS_DIR / 'vrma.json'} is malformed ({exc}).",
                          "Reinstall Mimic.") from exc
-    if set(out.bones) != set(humanoid().names) or len(set(out.bones.values())) != len(out.bones):
-        raise BadRigData(f"{rigs.RIGS_DIR / 'vrma.json'} does not map every joint of rigs/humanoid.json to its own "
-                         "VRM bone.", "Reinstall Mimic.")
+    joints = {*humanoid().names, *(full_name(side, n) for side in (0, 1) for n in hand_joint_names())}
+    if set(out.bones) != joints or len(set(out.bones.values())) != len(out.bones):
+        raise BadRigData(f"{rigs.RIGS_DIR / 'vrma.json'} does not map every joint of rigs/humanoid.json and "
+                         "rigs/hand.json to its own VRM bone.", "Reinstall Mimic.")
     return out
 
 
@@ -115,14 +117,15 @@ class _Blob:
 def document(motion: Motion) -> tuple[dict[str, Any], bytes]:
     """The glTF JSON and binary chunk of `motion` (joints named as Mimic's humanoid, Hips the root)."""
     sp = spec()
-    names = list(motion.names)
+    skeleton, rotations = motion_with_fingers(motion)
+    names = list(skeleton.names)
     unknown = [n for n in names if n not in sp.bones]
     if unknown or names[0] != "Hips":
         raise UnsupportedOutput(
             f"VRM Animation carries VRM humanoid bones only, rooted at Hips; this motion's skeleton has "
             f"{', '.join(unknown) if unknown else names[0] + ' as its root'}.",
             "Export a motion on Mimic's humanoid (a Mimic conversion, or the add-on's VRMA export, which retargets).")
-    rotations = np.asarray(motion.rotations, dtype=np.float64)
+    rotations = np.asarray(rotations, dtype=np.float64)
     roots = np.asarray(motion.root_positions, dtype=np.float64)
     if not (np.all(np.isfinite(rotations)) and np.all(np.isfinite(roots)) and np.isfinite(motion.fps)
             and motion.fps > 0 and motion.num_frames > 0):
@@ -131,8 +134,8 @@ def document(motion: Motion) -> tuple[dict[str, Any], bytes]:
     times = blob.add(np.arange(motion.num_frames) / float(motion.fps), "SCALAR", bounds=True)
     nodes: list[dict[str, Any]] = []
     for j, name in enumerate(names):
-        node: dict[str, Any] = {"name": sp.bones[name], "translation": motion.offsets[j].tolist()}
-        children = motion.skeleton.children(j)
+        node: dict[str, Any] = {"name": sp.bones[name], "translation": skeleton.offsets[j].tolist()}
+        children = skeleton.children(j)
         if children:
             node["children"] = children
         nodes.append(node)
@@ -536,6 +539,9 @@ def _read(doc: dict[str, Any], binary: bytes | None, path: Path) -> Motion:
                                                    [*joint_node.values(), *expression_node.values()], tracks, at, fps)
 
     skeleton = humanoid()
+    if any(n not in skeleton.names for n in joint_node):  # the file has fingers: read them too
+        skeleton, _ = with_fingers(skeleton, np.zeros((0, skeleton.num_joints, 4)), np.zeros((0, 2, 15, 4)),
+                                   hand_joint_names())
     names = skeleton.names
     delta = np.empty((len(at), len(names), 4))  # world rotation of each joint relative to its rest, Mimic axes
     rest_pos = np.zeros((len(names), 3))
@@ -563,9 +569,10 @@ def _read(doc: dict[str, Any], binary: bytes | None, path: Path) -> Motion:
     meta = {"source": {"path": str(path), "format": "vrma"},
             "vrma": {"start_s": float(at[0]), "spec_version": version,
                      "bones": sorted(sp.bones[j] for j in joint_node)}}
-    return Motion(skeleton=Skeleton(names, skeleton.parents, offsets, skeleton.end_sites), fps=fps,
-                  rotations=quat.make_continuous(quat.normalize(local)), root_positions=root,
-                  expressions=weights, expression_names=tuple(expression_names), meta=meta)
+    body, local, hands, hand_joints = split_fingers(Skeleton(names, skeleton.parents, offsets, skeleton.end_sites),
+                                                    quat.make_continuous(quat.normalize(local)))
+    return Motion(skeleton=body, fps=fps, rotations=local, root_positions=root, hand_rotations=hands,
+                  hand_joints=hand_joints, expressions=weights, expression_names=tuple(expression_names), meta=meta)
 
 
 def read_vrma(path: Path) -> Motion:
