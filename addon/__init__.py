@@ -8,7 +8,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import PointerProperty
 
-from . import live_ui, operators, properties, retarget_ui, setup_core, ui
+from . import face_ui, live_ui, operators, properties, retarget_ui, setup_core, ui
 
 CLI_COMMAND = "mimic"
 
@@ -18,8 +18,10 @@ def _classes() -> tuple[type, ...]:
     the retargeting and live UIs (their sub-panels hang under MIMIC_PT_main, which must exist first)."""
     retarget_groups = tuple(c for c in retarget_ui.CLASSES if issubclass(c, bpy.types.PropertyGroup))
     retarget_rest = tuple(c for c in retarget_ui.CLASSES if c not in retarget_groups)
-    return (*retarget_groups, *properties.CLASSES, *operators.CLASSES, *ui.CLASSES, *retarget_rest,
-            *live_ui.CLASSES)
+    face_groups = tuple(c for c in face_ui.CLASSES if issubclass(c, bpy.types.PropertyGroup))  # scene.mimic.face
+    face_rest = tuple(c for c in face_ui.CLASSES if c not in face_groups)
+    return (*retarget_groups, *face_groups, *properties.CLASSES, *operators.CLASSES, *ui.CLASSES, *retarget_rest,
+            *live_ui.CLASSES, *face_rest)
 
 
 _cli_handles: list[object] = []

@@ -86,7 +86,7 @@ class Conversion:
                     raise RetargetError(f"The target armature {self.target!r} is gone. Select an armature.")
             results = import_motions(context, motions, self.name, [target], self.use_scene_fps)
             result = results[0]  # every person is in the scene; the first is the one reported and made active
-            result.warnings = list(self.job.state.warnings)
+            result.warnings = list(self.job.state.warnings) + result.warnings
             if len(results) > 1:
                 result.warnings.append(f"{len(results)} people imported: "
                                        + ", ".join(r.armature.name for r in results))

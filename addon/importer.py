@@ -71,13 +71,17 @@ def import_motion(context: bpy.types.Context, motion: Motion, name: str, target:
                   use_scene_fps: bool = False, bone_map: dict[str, str] | None = None) -> ImportResult:
     """Build the animation of `motion` in the scene, named `name` (the clip's name).
 
-    target None: a new armature from the motion's skeleton; else the motion is retargeted onto armature `target`
-    (addon/retarget/). use_scene_fps: keep the scene's frame rate and resample the motion to it; otherwise
-    the scene takes the clip's rate. The scene's frame range becomes the clip's. On any exception every new
-    object, armature and action is removed and the scene's timing restored before the exception propagates.
+    target None: a new armature from the motion's skeleton (with finger bones when it has hands); else the motion
+    is retargeted onto armature `target` (addon/retarget/), and a target without finger bones for a motion with
+    hands gets a line in the result's warnings; a motion with expressions has them keyed on the character's shape
+    keys (addon/face.py; what was keyed, or why nothing, is a line in the warnings). use_scene_fps: keep the scene's frame rate and resample the motion
+    to it; otherwise the scene takes the clip's rate. The scene's frame range becomes the clip's. On any exception
+    every new object, armature and action is removed and the scene's timing restored before the exception
+    propagates.
     """
     scene = context.scene
     snapshot = _SceneSnapshot(scene, target)
+    notices: list[str] = []
     try:
         if use_scene_fps:
             motion = motion.resampled(scene.render.fps / scene.render.fps_base)
@@ -88,7 +92,7 @@ def import_motion(context: bpy.types.Context, motion: Motion, name: str, target:
             from .retarget import retarget_motion
 
             obj = target
-            action = retarget_motion(motion, target, name, bone_map)
+            action = retarget_motion(motion, target, name, bone_map, notices)
         if not use_scene_fps:
             scene.render.fps, scene.render.fps_base = scene_fps(motion.fps)
         scene.frame_start, scene.frame_end = FRAME_START, FRAME_START + motion.num_frames - 1
@@ -98,10 +102,15 @@ def import_motion(context: bpy.types.Context, motion: Motion, name: str, target:
                 other.select_set(False)
             context.view_layer.objects.active = obj
             obj.select_set(True)
+        if motion.expressions is not None:  # last: the Keys' actions are not in the snapshot
+            from .face import key_expressions
+
+            face = key_expressions(obj, motion, None, FRAME_START, name)
+            notices.append(face.summary())
     except BaseException:
         snapshot.restore()
         raise
-    return ImportResult(obj, action, motion.num_frames)
+    return ImportResult(obj, action, motion.num_frames, notices)
 
 
 def import_motions(context: bpy.types.Context, motions: list[Motion], name: str,

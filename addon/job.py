@@ -27,6 +27,14 @@ from .errors import CoreCancelled, CoreError
 #: The core's stages in order (core.progress.STAGES) with their share of the overall progress bar: detection
 #: (decoding + MediaPipe) is nearly all of a conversion's time; the rest takes well under a second.
 STAGE_WEIGHTS = {"detect": 0.9, "lift": 0.04, "filter": 0.02, "solve": 0.02, "write": 0.02}
+#: With --hands or --face, the second pass over the video (hands_face) takes about as long as detection.
+STAGE_WEIGHTS_HANDS_FACE = {"detect": 0.45, "hands_face": 0.45, "lift": 0.04, "filter": 0.02, "solve": 0.02,
+                            "fingers": 0.0, "face": 0.0, "write": 0.02}
+
+
+def stage_weights(argv: list[str]) -> dict[str, float]:
+    """The progress bar's share per stage for a core run with these arguments."""
+    return STAGE_WEIGHTS_HANDS_FACE if {"--hands", "--face"} & set(argv) else STAGE_WEIGHTS
 PROTOCOL_VERSION = 1
 USAGE_ERROR = 2  # argparse's exit code: the core was given an option it refuses
 
@@ -34,7 +42,8 @@ USAGE_ERROR = 2  # argparse's exit code: the core was given an option it refuses
 @dataclass(frozen=True)
 class CoreOptions:
     """The core CLI's options. start_s/end_s: seconds (None = clip start/end). person: "largest", "left", "right"
-    or an index counted from the left. cutoff_hz: smoothing low-pass cutoff, 0 = off. lifter: None = default."""
+    or an index counted from the left. cutoff_hz: smoothing low-pass cutoff, 0 = off. lifter: None = default.
+    use_hands / use_face: capture fingers / facial expressions too (each a second pass over the video)."""
 
     start_s: float | None = None
     end_s: float | None = None
@@ -42,6 +51,8 @@ class CoreOptions:
     cutoff_hz: float = 6.0
     lifter: str | None = None
     overwrite: bool = True
+    use_hands: bool = False
+    use_face: bool = False
 
     def to_args(self) -> list[str]:
         args: list[str] = []
@@ -54,13 +65,14 @@ class CoreOptions:
             args += ["--lifter", self.lifter]
         if self.overwrite:
             args.append("--overwrite")
+        args += ["--hands"] * self.use_hands + ["--face"] * self.use_face
         return args
 
 
 @dataclass
 class JobState:
-    """What the core has reported so far. fraction: overall 0..1 (STAGE_WEIGHTS); stages: every stage entered, in
-    order (a poll may apply several lines at once)."""
+    """What the core has reported so far. fraction: overall 0..1 (by `weights`, see stage_weights); stages: every
+    stage entered, in order (a poll may apply several lines at once)."""
 
     stage: str = "starting"
     frame: int = 0
@@ -71,6 +83,7 @@ class JobState:
     done: dict[str, object] | None = None
     error: dict[str, object] | None = None
     returncode: int | None = None
+    weights: dict[str, float] = field(default_factory=lambda: STAGE_WEIGHTS)
 
     @property
     def label(self) -> str:
@@ -125,7 +138,7 @@ class CoreJob:
         self.env = env
         #: Called (in poll(), on the caller's thread) with each JSON message that is not progress, e.g. live poses.
         self.on_message: Callable[[dict[str, object]], None] | None = None
-        self.state = JobState()
+        self.state = JobState(weights=stage_weights(argv))
         self._proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=20)
@@ -201,10 +214,10 @@ class CoreJob:
             if not st.stages or st.stages[-1][0] != st.stage:
                 st.stages.append((st.stage, st.total))
             within = st.frame / st.total if st.total else 0.0
-            if st.stage in STAGE_WEIGHTS:
-                names = list(STAGE_WEIGHTS)
-                before = sum(STAGE_WEIGHTS[n] for n in names[:names.index(st.stage)])
-                st.fraction = max(st.fraction, min(before + within * STAGE_WEIGHTS[st.stage], 1.0))
+            if st.stage in st.weights:
+                names = list(st.weights)
+                before = sum(st.weights[n] for n in names[:names.index(st.stage)])
+                st.fraction = max(st.fraction, min(before + within * st.weights[st.stage], 1.0))
         elif "warning" in msg:
             st.warnings.append(str(msg["warning"]))
         elif msg.get("done"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from .armature import bone_rest_matrices
+from .armature import bone_rest_matrices, joined_skeleton
 from .common import Motion
 from .common import rotations as quat
 from .fcurves import assign_action, bone_path, key_channels, key_rotation, new_action
@@ -34,16 +34,18 @@ def root_locations(root_positions: np.ndarray, rest: np.ndarray, head: np.ndarra
 
 
 def key_motion(obj: bpy.types.Object, motion: Motion, action_name: str, frame_start: int = 1) -> bpy.types.Action:
-    """Key `motion` onto armature `obj` (bones named like the motion's joints) as a new action, frames
-    frame_start .. frame_start + F - 1, and assign it; returns the action."""
-    rest, heads = bone_rest_matrices(obj, motion.names)
-    basis = basis_rotations(motion.rotations, rest)
+    """Key `motion` onto armature `obj` (bones named like the motion's joints, and its fingers' when it has hands:
+    armature.joined_skeleton) as a new action, frames frame_start .. frame_start + F - 1, and assign it; returns
+    the action."""
+    skeleton, rotations = joined_skeleton(motion)
+    rest, heads = bone_rest_matrices(obj, list(skeleton.names))
+    basis = basis_rotations(rotations, rest)
     frames = np.arange(motion.num_frames, dtype=np.float64) + frame_start
     action, fcurves = new_action(obj, action_name)
-    root = int(np.flatnonzero(motion.parents < 0)[0])
+    root = int(np.flatnonzero(skeleton.parents < 0)[0])
     location = root_locations(motion.root_positions, rest[root], heads[root])
-    key_channels(fcurves, bone_path(motion.names[root], "location"), motion.names[root], frames, location)
-    for j, name in enumerate(motion.names):
+    key_channels(fcurves, bone_path(skeleton.names[root], "location"), skeleton.names[root], frames, location)
+    for j, name in enumerate(skeleton.names):
         key_rotation(fcurves, obj.pose.bones[name], frames, basis[:, j])
     assign_action(obj, action)
     return action

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import retarget_ui
+from . import face_ui, retarget_ui
 from .interpreter import auto_python
 from .job import CoreOptions
 
@@ -41,6 +41,12 @@ class ImportSettings:
     ), default="TCN")
     cutoff_hz: FloatProperty(name="Smoothing", description="Low-pass cutoff in Hz: lower is smoother, 0 = off",
                              min=0.0, max=30.0, soft_max=15.0, default=6.0, precision=1)
+    use_hands: BoolProperty(name="Fingers", default=False,
+                            description="Capture the fingers of both hands too: a second pass over the video "
+                                        "(see the cost below the options)")
+    use_face: BoolProperty(name="Face", default=False,
+                           description="Capture facial expressions too (blinks, mouth shapes, brows, gaze), keyed "
+                                       "onto the character's shape keys by name (the Face panel edits the mapping)")
     target: EnumProperty(name="Target", description="Where the animation goes", items=(
         ("NEW", "New Armature", "Create an armature from the motion's skeleton"),
         ("SELECTED", "Selected Armature", "Retarget onto the active armature"),
@@ -54,7 +60,7 @@ class ImportSettings:
         person = {"LARGEST": "largest", "LEFT": "left", "ALL": "all"}.get(self.person, str(self.person_index))
         start, end = (self.start_s, self.end_s) if self.use_range else (None, None)
         return CoreOptions(start_s=start, end_s=end, person=person, cutoff_hz=self.cutoff_hz,
-                           lifter=self.lifter.lower())
+                           lifter=self.lifter.lower(), use_hands=self.use_hands, use_face=self.use_face)
 
 
 #: The names ImportSettings defines, in order.
@@ -71,6 +77,7 @@ class MIMIC_PG_settings(ImportSettings, bpy.types.PropertyGroup):
     """The panel's settings, stored in the .blend file as `scene.mimic`: the import settings and retargeting's."""
 
     retarget: PointerProperty(type=retarget_ui.MIMIC_PG_retarget)
+    face: PointerProperty(type=face_ui.MIMIC_PG_face)  # the Face sub-panel's mapping (addon/face_ui.py)
     # Live (addon/live_ui.py): where the live core reads frames, and whether what arrives is recorded.
     live_source: EnumProperty(name="Source", description="Where live mode reads frames", items=(
         ("CAMERA", "Camera", "A camera attached to this computer"),

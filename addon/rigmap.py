@@ -25,6 +25,8 @@ PRESET_VERSION = 1
 # the same words and side in any case or spelling ("upper_arm.L" = "LeftUpperArm").
 EXACT, STRIPPED, SIMILAR = 1.0, 0.95, 0.9
 REQUIRED_WEIGHT, OPTIONAL_WEIGHT = 2.0, 1.0
+# The 30 finger joints together weigh as much as one required joint (rigs/humanoid_bones.json), so a rig's fingers
+# tell conventions apart a little but never outweigh its body.
 # Bones typical of a convention that no joint maps to (CMU's LHipJoint, Mixamo's Spine1) tell apart conventions
 # whose mapped names overlap; together they weigh as much as two required joints.
 SIGNATURE_WEIGHT = 4.0
@@ -36,8 +38,9 @@ _TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+|[^\W\dA-Za-z_
 
 @dataclass(frozen=True)
 class Humanoid:
-    """The canonical humanoid: joint names parents-first, each joint's parent, which are required, the L/R pairs,
-    each joint's aim child (the joint its bone points at) and the branch points checked by hierarchy."""
+    """The canonical humanoid: joint names parents-first (`names` the body's, `fingers` both hands' after them,
+    `joints` all), each joint's parent, which are required, the L/R pairs, each joint's aim child (the joint its bone
+    points at) and the branch points checked by hierarchy; finger_weight: all fingers' weight in detection."""
 
     names: tuple[str, ...]
     parents: dict[str, str | None]
@@ -48,6 +51,13 @@ class Humanoid:
     pairs: tuple[tuple[str, str], ...]
     aim: dict[str, str]
     branch_points: dict[str, tuple[str, ...]]
+    fingers: tuple[str, ...] = ()
+    finger_weight: float = 0.0
+
+    @property
+    def joints(self) -> tuple[str, ...]:
+        """Every joint a bone map may name, parents first: the body (`names`), then both hands' fingers."""
+        return self.names + self.fingers
 
     def ancestors(self, name: str) -> list[str]:
         """Canonical ancestors of `name`, nearest first."""
@@ -83,6 +93,11 @@ class Convention:
     signature: tuple[str, ...] = ()
     controls: dict[str, str] = field(default_factory=dict)
     settings: dict[str, float] = field(default_factory=dict)
+    fingers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def candidates(self, joint: str) -> tuple[str, ...]:
+        """Bone names for a body or finger joint, in order of preference."""
+        return self.bones.get(joint) or self.fingers.get(joint, ())
 
 
 @dataclass
@@ -90,7 +105,8 @@ class Detection:
     """Result of auto-detection. bone_map: canonical -> armature bone; score: 0..1 name match of the convention;
     by_name / filled: joints mapped by name / by hierarchy; missing_required / missing_optional: joints not mapped;
     scores: every convention's score; misplaced: joints whose bone was found by name but sits outside the hierarchy
-    (e.g. a control rig whose controls hang on helper bones)."""
+    (e.g. a control rig whose controls hang on helper bones); finger_map: finger joint -> bone (optional joints found
+    by name only, kept apart from bone_map, the body's; `full_map` joins them)."""
 
     convention: str
     label: str
@@ -102,6 +118,12 @@ class Detection:
     missing_optional: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
     misplaced: dict[str, str] = field(default_factory=dict)
+    finger_map: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def full_map(self) -> dict[str, str]:
+        """The body's and the fingers' bone map in one, what retargeting uses."""
+        return {**self.bone_map, **self.finger_map}
 
     @property
     def is_complete(self) -> bool:
@@ -111,8 +133,10 @@ class Detection:
     def message(self, armature_name: str = "The armature") -> str:
         """One line for the user: what was detected, or which required bones are missing and what to do."""
         if self.is_complete:
-            return (f"{armature_name}: {self.label} rig, {len(self.bone_map)} of {len(load_humanoid().names)} "
-                    f"bones mapped ({len(self.filled)} by hierarchy).")
+            human = load_humanoid()
+            filled = sum(j in self.bone_map for j in self.filled)
+            return (f"{armature_name}: {self.label} rig, {len(self.bone_map)} of {len(human.names)} bones mapped "
+                    f"({filled} by hierarchy), {len(self.finger_map)} of {len(human.fingers)} finger bones.")
         missing = [f"{j} ('{self.misplaced[j]}' is not below its parent joint's bone)" if j in self.misplaced else j
                    for j in self.missing_required]
         return (f"{armature_name} is not a humanoid rig Mimic recognises: no bone found for "
@@ -122,20 +146,42 @@ class Detection:
 
 @lru_cache(maxsize=1)
 def load_humanoid() -> Humanoid:
-    """rigs/humanoid.json (hierarchy, rest offsets) joined with rigs/humanoid_bones.json (required, pairs...)."""
+    """rigs/humanoid.json (hierarchy, rest offsets) joined with rigs/humanoid_bones.json (required, pairs...) and
+    both hands of rigs/hand.json below LeftHand / RightHand (Unity names, the right hand mirrored in X)."""
     rig = json.loads((RIGS_DIR / "humanoid.json").read_text(encoding="utf-8"))
     info = json.loads((RIGS_DIR / "humanoid_bones.json").read_text(encoding="utf-8"))
     joints = rig["joints"]
+    parents = {j["name"]: j["parent"] for j in joints}
+    offsets = {j["name"]: tuple(j["offset"]) for j in joints}
+    ends = {j["name"]: tuple(j.get("end", (0.0, 0.0, 0.0))) for j in joints}
+    pairs = [(a, b) for a, b in info["pairs"]]
+    aim = dict(info["aim"])
+    hand = json.loads((RIGS_DIR / f"{info['fingers']['skeleton']}.json").read_text(encoding="utf-8"))
+    fingers: list[str] = []
+    for side, sign in zip(info["fingers"]["sides"], (1.0, -1.0)):
+        for j in hand["joints"]:
+            name = side + j["name"]
+            fingers.append(name)
+            parents[name] = side + (j["parent"] or hand["parent"])
+            offsets[name] = (sign * j["offset"][0], j["offset"][1], j["offset"][2])
+            end = j.get("end", (0.0, 0.0, 0.0))
+            ends[name] = (sign * end[0], end[1], end[2])
+            if j["parent"] is not None:
+                aim[side + j["parent"]] = name
+    half = len(fingers) // 2
+    pairs += list(zip(fingers[:half], fingers[half:]))
     return Humanoid(
         names=tuple(j["name"] for j in joints),
-        parents={j["name"]: j["parent"] for j in joints},
-        offsets={j["name"]: tuple(j["offset"]) for j in joints},
-        ends={j["name"]: tuple(j.get("end", (0.0, 0.0, 0.0))) for j in joints},
+        parents=parents,
+        offsets=offsets,
+        ends=ends,
         required=tuple(info["required"]),
         optional=tuple(info["optional"]),
-        pairs=tuple((a, b) for a, b in info["pairs"]),
-        aim=dict(info["aim"]),
+        pairs=tuple(pairs),
+        aim=aim,
         branch_points={k: tuple(v) for k, v in info["branch_points"].items()},
+        fingers=tuple(fingers),
+        finger_weight=float(info["fingers"]["weight"]),
     )
 
 
@@ -148,7 +194,8 @@ def load_conventions() -> dict[str, Convention]:
         out.append(Convention(data["name"], data["label"], data["description"], int(data["priority"]),
                               {k: tuple(v) for k, v in data["bones"].items()}, tuple(data.get("signature", ())),
                               dict(data.get("controls", {})),
-                              {k: float(v) for k, v in data.get("settings", {}).items()}))
+                              {k: float(v) for k, v in data.get("settings", {}).items()},
+                              {k: tuple(v) for k, v in data.get("fingers", {}).items()}))
     return {c.name: c for c in sorted(out, key=lambda c: c.priority)}
 
 
@@ -225,10 +272,11 @@ def match_convention(bones: Mapping[str, str | None], convention: Convention) ->
     bone_map: dict[str, str] = {}
     used: set[str] = set()
     got = total = 0.0
-    for joint in human.names:
-        weight = REQUIRED_WEIGHT if joint in human.required else OPTIONAL_WEIGHT
+    finger = human.finger_weight / max(len(human.fingers), 1)
+    for joint in human.joints:
+        weight = REQUIRED_WEIGHT if joint in human.required else finger if joint in human.fingers else OPTIONAL_WEIGHT
         total += weight
-        hits = [index.find(c) for c in convention.bones.get(joint, ())]
+        hits = [index.find(c) for c in convention.candidates(joint)]
         hits = [h for h in hits if h is not None and h[0] not in used]
         if hits:
             bone, quality = max(hits, key=lambda h: h[1])  # the earliest candidate among the best matches
@@ -280,16 +328,19 @@ def mirror_name(name: str) -> list[str]:
 
 
 def _is_consistent(bones: Mapping[str, str | None], bone_map: dict[str, str], joint: str) -> bool:
-    """The joint's bone lies strictly below the bone of its nearest mapped canonical ancestor."""
+    """The joint's bone lies strictly below the bone of its nearest mapped canonical ancestor. A finger is checked
+    against its own finger's joints only: control rigs hang fingers on palm or tweak bones beside the hand control."""
     human = load_humanoid()
-    anc = next((a for a in human.ancestors(joint) if a in bone_map), None)
+    fingers = set(human.fingers) if joint in human.fingers else set(human.joints)
+    anc = next((a for a in human.ancestors(joint) if a in bone_map and a in fingers), None)
     return anc is None or bone_map[anc] in _ancestors(bones, bone_map[joint])
 
 
 def fill_by_hierarchy(bones: Mapping[str, str | None], bone_map: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     """Repair a name-based map with the bone hierarchy: branch points (hips, chest) from where the limbs meet,
     drop joints that sit above their canonical parent, and fill missing joints from the other side's spelling or
-    from the chain between mapped neighbours. Returns (new map, joints filled)."""
+    from the chain between mapped neighbours; finger joints only from the other side's spelling. Returns (new map,
+    joints filled)."""
     human = load_humanoid()
     out = dict(bone_map)
     kids = _children(bones)
@@ -344,6 +395,28 @@ def fill_by_hierarchy(bones: Mapping[str, str | None], bone_map: dict[str, str])
             if options:
                 out[joint] = max(options, key=lambda c: _subtree_size(kids, c))
                 filled.append(joint)
+    return _fill_fingers(bones, out, filled)
+
+
+def _fill_fingers(bones: Mapping[str, str | None], out: dict[str, str], filled: list[str]
+                  ) -> tuple[dict[str, str], list[str]]:
+    """Fingers are found by name only (which palm bone is which finger is not in a hierarchy): drop those not below
+    their finger's mapped joints, fill one side from the other side's spelling."""
+    human = load_humanoid()
+    for joint in human.fingers:
+        if joint in out and not _is_consistent(bones, out, joint):
+            del out[joint]
+    for joint in human.fingers:
+        other = human.mirror(joint)
+        if joint in out or other not in out:
+            continue
+        for name in mirror_name(out[other]):
+            if name in bones and name not in out.values():
+                out[joint] = name
+                if _is_consistent(bones, out, joint):
+                    filled.append(joint)
+                    break
+                del out[joint]
     return out, filled
 
 
@@ -369,15 +442,17 @@ def detect(bones: Mapping[str, str | None]) -> Detection:
     best = max(results, key=lambda n: results[n][1])  # dicts keep priority order, so ties go to the earlier one
     conv = load_conventions()[best]
     by_name = dict(results[best][0])
-    bone_map, filled = fill_by_hierarchy(bones, by_name) if by_name else ({}, [])
+    full, filled = fill_by_hierarchy(bones, by_name) if by_name else ({}, [])
+    bone_map = {j: b for j, b in full.items() if j not in human.fingers}
     return Detection(
         convention=best, label=conv.label, score=scores[best], bone_map=bone_map,
-        by_name=[j for j in human.names if j in by_name and by_name[j] == bone_map.get(j)],
-        filled=[j for j in human.names if j in filled and j in bone_map],
+        by_name=[j for j in human.joints if j in by_name and by_name[j] == full.get(j)],
+        filled=[j for j in human.joints if j in filled and j in full],
         missing_required=[j for j in human.required if j not in bone_map],
         missing_optional=[j for j in human.optional if j not in bone_map],
         scores=scores,
-        misplaced={j: b for j, b in by_name.items() if j not in bone_map},
+        misplaced={j: b for j, b in by_name.items() if j not in full},
+        finger_map={j: b for j, b in full.items() if j in human.fingers},
     )
 
 
@@ -398,7 +473,7 @@ def validate_bone_map(bones: Mapping[str, str | None], bone_map: Mapping[str, st
     if not problems:
         clean = {j: b for j, b in bone_map.items() if b}
         problems += [f"{j} ('{clean[j]}') is not below the bone of its parent joint in the armature."
-                     for j in human.names if j in clean and not _is_consistent(bones, clean, j)]
+                     for j in human.joints if j in clean and not _is_consistent(bones, clean, j)]
     return problems
 
 
@@ -449,7 +524,7 @@ def save_preset(path: str | Path, bone_map: Mapping[str, str], label: str = "",
     path = Path(path)
     human = load_humanoid()
     data: dict[str, Any] = {"format": PRESET_FORMAT, "version": PRESET_VERSION, "label": label or path.stem,
-                            "bones": {j: bone_map[j] for j in human.names if bone_map.get(j)}}
+                            "bones": {j: bone_map[j] for j in human.joints if bone_map.get(j)}}
     if rig is not None:
         data["rig"] = {"blend": str(rig[0]), "object": rig[1]}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -495,10 +570,26 @@ def resolve_bone_map(bones: Mapping[str, str | None], bone_map: Mapping[str, str
         found = detect(bones)
         if not found.is_complete:
             raise RigMapError(found.message(armature_name))
-        return found.bone_map
+        return found.full_map
     clean = {j: b for j, b in bone_map.items() if b}
     problems = validate_bone_map(bones, clean)
     if problems:
         raise RigMapError(f"{armature_name}: the bone map cannot be used: {' '.join(problems)} "
                           f"Fix it in the Mimic panel's bone map or run auto-detection again.")
-    return clean
+    return with_detected_fingers(bones, clean)
+
+
+def with_detected_fingers(bones: Mapping[str, str | None], bone_map: Mapping[str, str]) -> dict[str, str]:
+    """A map that names no finger joint (made before Mimic had fingers, or by a list of body joints) with the
+    fingers auto-detection finds on bones the map does not use; a map that names any finger is kept as it is."""
+    human = load_humanoid()
+    out = dict(bone_map)
+    if any(j in out for j in human.fingers):
+        return out
+    used = set(out.values())
+    found = detect(bones).finger_map
+    for joint in human.fingers:
+        if joint in found and found[joint] not in used:
+            out[joint] = found[joint]
+            used.add(found[joint])
+    return {j: b for j, b in out.items() if j not in human.fingers or _is_consistent(bones, out, j)}

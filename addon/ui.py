@@ -7,6 +7,9 @@ import bpy
 from .operators import active_conversion
 from .properties import copy_import_settings
 
+#: What fingers and face cost, measured by bench/speed.py (docs/HANDS_FACE.md).
+HANDS_FACE_COST = "About 2x the conversion time"
+
 
 class MIMIC_PT_main(bpy.types.Panel):
     """Import a video as animation (the panel's settings are the import operator's properties), then export it."""
@@ -33,6 +36,11 @@ class MIMIC_PT_main(bpy.types.Panel):
             layout.prop(settings, "person_index")
         layout.prop(settings, "lifter")
         layout.prop(settings, "cutoff_hz")
+        col = layout.column(heading="Capture", align=True)
+        col.prop(settings, "use_hands")
+        col.prop(settings, "use_face")
+        if settings.use_hands or settings.use_face:
+            col.label(text=HANDS_FACE_COST, icon="TIME")
         layout.prop(settings, "target")
         if settings.target == "SELECTED":
             obj = context.active_object

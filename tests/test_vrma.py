@@ -214,10 +214,16 @@ def test_a_non_humanoid_skeleton_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_bone_names_are_vrm_conventions() -> None:
-    """rigs/vrma.json's names are the lowerCamelCase Unity names and VRM candidates of rigs/conventions/vrm.json."""
-    conv = rigs.load("conventions/vrm")["bones"]
+    """rigs/vrma.json's names are the lowerCamelCase Unity names (the thumb's shifted by one: VRM 1.0 names its
+    base Metacarpal) and VRM candidates of rigs/conventions/vrm.json (body bones and fingers)."""
+    data = rigs.load("conventions/vrm")
+    conv = {**data["bones"], **data["fingers"]}
+    thumb = {"ThumbProximal": "ThumbMetacarpal", "ThumbIntermediate": "ThumbProximal"}
     for joint, bone in vrma.spec().bones.items():
-        assert bone == joint[0].lower() + joint[1:] and bone in conv[joint]
+        side, rest = ("Left", joint[4:]) if joint.startswith("Left") else ("Right", joint[5:]) \
+            if joint.startswith("Right") else ("", joint)
+        unity = side + thumb.get(rest, rest)
+        assert bone == unity[0].lower() + unity[1:] and bone in conv[joint], joint
 
 
 def add_accessor(doc: dict, blob: bytearray, values: np.ndarray, kind: str) -> int:

@@ -1,8 +1,9 @@
 """BVH through Blender's bundled exporter, with Unity's conventions.
 
 `export_anim.bvh` writes armature space; Mimic armatures keep Mimic's Y-up axes there, so the file is Y up, faces +Z,
-root translation only, ZXY rotation channels, metres (core/bvh.py's conventions). Other rigs are written in their own
-armature space; for Unity, use `unity_bvh`.
+root translation only, ZXY rotation channels, metres (core/bvh.py's conventions), with each hand's finger joints
+below it when the motion had hands (core.bvh reads them back as hand_rotations). Other rigs are written in their own
+armature space, finger bones and all; for Unity, use `unity_bvh`.
 """
 
 from __future__ import annotations

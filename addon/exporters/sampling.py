@@ -5,7 +5,8 @@ The action is first retargeted onto staging.on_unity_rig's temporary T-pose skel
 use), so a Mimic armature and any character the retargeting maps (VRM, Mixamo, MMD...) give the same result; that
 skeleton's pose is then read frame by frame. Its bones rest in T-pose but point along the limbs (not world-aligned),
 so a joint's world rotation from rest is P R^-1 (P its posed, R its rest armature-space rotation) and its Mimic local
-rotation is the parent joint's inverse times its own. Joints the character lacks are identity at their parent.
+rotation is the parent joint's inverse times its own. Joints the character lacks are identity at their parent. A
+skeleton with all 30 finger bones (Unity names, core/common/hands.py) also gives the motion's hand_rotations.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 import bpy
 import numpy as np
 
-from ..common import Motion, skeleton
+from ..common import Motion, layer, skeleton
 from ..common import rotations as quat
 from .staging import on_unity_rig
 
@@ -71,9 +72,31 @@ def rig_motion(scene: bpy.types.Scene, rig: bpy.types.Object, frames: Sequence[i
     offsets = heads.copy()
     offsets[1:] -= heads[human.parents[1:]]
     rig_skeleton = skeleton.Skeleton(human.names, human.parents, offsets, ends)
+    fingers = finger_rotations(world, index, delta, human)
     return Motion(skeleton=rig_skeleton, fps=float(fps), rotations=quat.make_continuous(quat.normalize(local)),
                   root_positions=pose[:, index[human.names[0]], :3, 3].copy(),
-                  meta={"source": {"format": "blender", "armature": rig.name}})
+                  meta={"source": {"format": "blender", "armature": rig.name}},
+                  hand_rotations=fingers, hand_confidence=None if fingers is None else np.ones((len(frames), 2)),
+                  hand_joints=() if fingers is None else layer("hands").hand_joint_names())
+
+
+def finger_rotations(world: np.ndarray, index: dict[str, int], delta: np.ndarray,
+                     human: skeleton.Skeleton) -> np.ndarray | None:
+    """(F, 2, 15, 4) local finger rotations (w-x-y-z, relative to rigs/hand.json's world-aligned rest) from the
+    bones' world rotations from rest `world` (F, B, 4) and the body joints' `delta` (F, J, 4); None unless the
+    armature has every finger bone."""
+    hands = layer("hands")
+    names = hands.hand_joint_names()
+    parents = hands.hand_skeleton().parents
+    if not all(hands.full_name(side, n) in index for side in (0, 1) for n in names):
+        return None
+    out = np.empty((world.shape[0], 2, len(names), 4))
+    for side in (0, 1):
+        for k, name in enumerate(names):
+            parent = (delta[:, human.index(f"{hands.SIDES[side]}Hand")] if parents[k] < 0
+                      else world[:, index[hands.full_name(side, names[parents[k]])]])
+            out[:, side, k] = quat.multiply(quat.inverse(parent), world[:, index[hands.full_name(side, name)]])
+    return quat.make_continuous(quat.normalize(out))
 
 
 def _orthonormal(m: np.ndarray) -> np.ndarray:

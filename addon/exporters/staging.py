@@ -104,7 +104,7 @@ def active_action(obj: bpy.types.Object) -> bpy.types.Action:
 def tpose_skeleton(obj: bpy.types.Object, bone_map: dict[str, str]) -> Motion:
     """Mimic's humanoid (Unity names) in T-pose with the bone lengths of armature `obj`'s mapped bones and the ankles
     as high above the floor as `obj`'s are above the lowest point of its feet (so it stands on y = 0 whatever the
-    rig's placement). Joints the map lacks are left out (their children hang on the nearest mapped ancestor).
+    rig's placement); finger bones where the map has them. Joints the map lacks are left out (their children hang on the nearest mapped ancestor).
     One frame of identity rotations; metres, Mimic axes."""
     human = rigmap.load_humanoid()
     mw = obj.matrix_world
@@ -114,7 +114,7 @@ def tpose_skeleton(obj: bpy.types.Object, bone_map: dict[str, str]) -> Motion:
     feet = ("LeftFoot", "RightFoot")
     foot_bones = [b for f in feet for b in [bones[bone_map[f]], *bones[bone_map[f]].children_recursive]]
     floor = min(min((mw @ b.head_local).z, (mw @ b.tail_local).z) for b in foot_bones)
-    names = [j for j in human.names if j in bone_map]
+    names = [j for j in human.joints if j in bone_map]
     parents, offsets, ends = [], [], []
     for j in names:
         anc = next((a for a in human.ancestors(j) if a in bone_map), None)

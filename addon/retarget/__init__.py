@@ -26,22 +26,27 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BONE_MAP_PROP", "FOOT_BLEND_M", "OVERRIDING_CONSTRAINTS", "PRESET_DIR_ENV", "Baked", "RetargetError",
-    "RigMapError", "SourceMotion", "TargetRig", "bake_action", "check_not_tweaking", "needs_evaluation",
-    "overriding_constraints", "pose_through_constraints", "preset_dir", "resolve_target_map", "retarget_action",
-    "retarget_bvh", "retarget_motion", "retarget_source", "rig_preset", "source_from_armature",
+    "RigMapError", "SourceMotion", "TargetRig", "bake_action", "check_not_tweaking", "finger_notice",
+    "needs_evaluation", "overriding_constraints", "pose_through_constraints", "preset_dir", "resolve_target_map",
+    "retarget_action", "retarget_bvh", "retarget_motion", "retarget_source", "rig_preset", "source_from_armature",
     "source_from_motion", "store_bone_map", "stored_bone_map", "target_from_armature"]
 
 
 def retarget_source(source: SourceMotion, target: bpy.types.Object, action_name: str,
                     bone_map: dict[str, str] | None = None, frame_start: int = 1,
-                    source_map: dict[str, str] | None = None) -> bpy.types.Action:
+                    source_map: dict[str, str] | None = None, notices: list[str] | None = None) -> bpy.types.Action:
     """Bake a SourceMotion onto armature `target` (see `retarget_motion`); source_map: canonical joint -> source
-    joint, None = auto-detect."""
+    joint, None = auto-detect. notices: where given, one-line notes for the user are appended (fingers skipped)."""
     bone_map = resolve_target_map(target, bone_map)
     try:
         source_map = rigmap.resolve_bone_map(source.bones, source_map, "The source motion")
     except RigMapError as exc:
         raise RetargetError(str(exc)) from exc
+    note = finger_notice(target.name, bone_map, source_map)
+    if note and notices is not None:
+        notices.append(note)
+    fingers = rigmap.load_humanoid().fingers
+    bone_map = {j: b for j, b in bone_map.items() if j in source_map or j not in fingers}  # a motion without hands
     bones = rigmap.armature_bones(target)
     baked = solve.solve(source, target_from_armature(target), bone_map, source_map,
                         rigmap.joint_bones(bone_map, bones))
@@ -50,22 +55,33 @@ def retarget_source(source: SourceMotion, target: bpy.types.Object, action_name:
     return bake_action(target, baked, action_name, frame_start)
 
 
+def finger_notice(target_name: str, bone_map: dict[str, str], source_map: dict[str, str]) -> str | None:
+    """The note for a source with fingers onto a target whose map has none (the body is retargeted), else None."""
+    fingers = rigmap.load_humanoid().fingers
+    if not any(j in source_map for j in fingers) or any(j in bone_map for j in fingers):
+        return None
+    return (f"{target_name} has no finger bones Mimic recognises, so the fingers were skipped (the body is "
+            f"retargeted); map them in the bone map to animate them.")
+
+
 def retarget_motion(motion: Motion, target: bpy.types.Object, action_name: str,
-                    bone_map: dict[str, str] | None = None) -> bpy.types.Action:
+                    bone_map: dict[str, str] | None = None, notices: list[str] | None = None) -> bpy.types.Action:
     """Bake `motion` onto armature object `target` as a new action named `action_name`; returns the action.
 
     bone_map maps Mimic joint names (rigs/humanoid.json) to the target's bone names; None = the map saved on the
     target by the panel, else auto-detect. RetargetError says what to fix (e.g. which required bones are missing).
-    The motion's foot contacts, where it has them, choose the supporting foot.
+    The motion's foot contacts, where it has them, choose the supporting foot; its fingers (hand_rotations) go onto
+    the finger bones the map names, and a target without any gets a line in `notices` instead.
     """
-    return retarget_source(source_from_motion(motion), target, action_name, bone_map)
+    return retarget_source(source_from_motion(motion), target, action_name, bone_map, notices=notices)
 
 
 def retarget_action(source: bpy.types.Object, target: bpy.types.Object, action_name: str,
-                    bone_map: dict[str, str] | None = None, source_map: dict[str, str] | None = None
-                    ) -> bpy.types.Action:
+                    bone_map: dict[str, str] | None = None, source_map: dict[str, str] | None = None,
+                    notices: list[str] | None = None) -> bpy.types.Action:
     """Retarget the action playing on armature `source` (an earlier import, a BVH...) onto `target`.
-    source_map: the source's bone map, None = the one saved on it, else auto-detected."""
+    source_map: the source's bone map, None = the one saved on it, else auto-detected. notices: as for
+    `retarget_source`."""
     anim = source.animation_data if source is not None else None
     if source is None or source.type != "ARMATURE" or anim is None or anim.action is None:
         raise RetargetError("The source must be an armature with an action. Import a motion or a BVH first.")
@@ -73,11 +89,11 @@ def retarget_action(source: bpy.types.Object, target: bpy.types.Object, action_n
         raise RetargetError("Source and target are the same armature. Pick another armature as the target.")
     start, end = (int(round(v)) for v in anim.action.frame_range)
     return retarget_source(source_from_armature(source, start, end), target, action_name, bone_map, start,
-                           source_map if source_map is not None else stored_bone_map(source))
+                           source_map if source_map is not None else stored_bone_map(source), notices)
 
 
 def retarget_bvh(path: str, target: bpy.types.Object, action_name: str,
-                 bone_map: dict[str, str] | None = None) -> bpy.types.Action:
+                 bone_map: dict[str, str] | None = None, notices: list[str] | None = None) -> bpy.types.Action:
     """Retarget a BVH file onto `target` through Blender's bundled BVH importer (Y-up files, any scale)."""
     import bpy
 
@@ -93,7 +109,7 @@ def retarget_bvh(path: str, target: bpy.types.Object, action_name: str,
     try:
         if not imported:
             raise RetargetError(f"{path} could not be imported as BVH. Check the file.")
-        return retarget_action(imported[0], target, action_name, bone_map)
+        return retarget_action(imported[0], target, action_name, bone_map, notices=notices)
     finally:
         for obj in imported:
             data = obj.data

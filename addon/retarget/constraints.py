@@ -76,7 +76,8 @@ def pose_through_constraints(target: bpy.types.Object, baked: Baked, bone_map: d
 
     check_not_tweaking(target)
     human = rigmap.load_humanoid()
-    joints = [j for j in human.names if j in baked.deltas]
+    joints = [j for j in human.joints if j in baked.deltas]
+    bone_map = {j: b for j, b in bone_map.items() if j in baked.deltas or j not in human.fingers}  # fingers solved
     mapped = set(bone_map.values())
     anc = {j: next((a for a in human.ancestors(j) if a in baked.deltas), None) for j in joints}
     rigid: list[str] = []  # joints whose bone hangs on its mapped parent's bone (or the root) through free bones

@@ -6,7 +6,9 @@ offset that turns the target's rest bone onto the source's rest direction (so A-
 axis convention give the same limb directions; no per-rig cases). Bones between mapped ones keep their rest relation
 (they follow rigidly). The hips travel by the source root motion scaled by the ratio of leg lengths, corrected per
 frame so that the supporting foot is as high above the target's rest floor as the source's is (scaled); the
-supporting foot is the one the motion's contacts mark planted, else the lower one. Quaternions are w-x-y-z.
+supporting foot is the one the motion's contacts mark planted, else the lower one. Finger joints (rigs/hand.json
+below each hand) are ordinary joints here wherever both the source and the bone map have them, so fingers that rest
+curled (Rigify) are straight for a zero rotation. Quaternions are w-x-y-z.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import rigmap
-from ..common import Motion, axes
+from ..common import Motion, axes, layer
 from ..common import rotations as quat
 
 FOOT_BLEND_M = 0.02  # how sharply the supporting foot is chosen when both feet are near the floor (source metres)
@@ -45,15 +47,17 @@ class SourceMotion:
 
 
 def source_from_motion(motion: Motion) -> SourceMotion:
-    """A Mimic motion (Y up, T-pose rest with world-aligned joint frames, local rotations) in Blender world space."""
-    glob = motion.skeleton.global_rotations(motion.rotations)
-    pos = motion.skeleton.forward_kinematics(motion.rotations, motion.root_positions)
-    rest = motion.skeleton.rest_positions()
-    tips = rest + motion.end_sites
+    """A Mimic motion (Y up, T-pose rest with world-aligned joint frames, local rotations) in Blender world space;
+    a motion with hands has both hands' finger joints after the body's (core/common/hands.py)."""
+    skeleton, local = layer("hands").motion_with_fingers(motion)
+    glob = skeleton.global_rotations(local)
+    pos = skeleton.forward_kinematics(local, motion.root_positions)
+    rest = skeleton.rest_positions()
+    tips = rest + skeleton.end_sites
     turn = axes.MIMIC_TO_BLENDER_QUAT
     contacts = None if motion.contacts is None else np.asarray(motion.contacts, dtype=bool)
     return SourceMotion(
-        names=list(motion.names), parents=np.asarray(motion.parents), rest=quat.rotate(turn, rest),
+        names=list(skeleton.names), parents=np.asarray(skeleton.parents), rest=quat.rotate(turn, rest),
         tips=quat.rotate(turn, tips), rotations=quat.multiply(quat.multiply(turn, glob), quat.inverse(turn)),
         positions=quat.rotate(turn, pos), fps=float(motion.fps), contacts=contacts)
 
@@ -149,7 +153,7 @@ def solve(source: SourceMotion, rig: TargetRig, bone_map: dict[str, str],
     """The retargeting maths (numpy only). bone_map / source_map: canonical joint -> target bone / source joint;
     joint_bones: canonical joint -> the bone whose rest head and tail mark the joint (default: the mapped bone)."""
     human = rigmap.load_humanoid()
-    joints = [j for j in human.names if j in bone_map and j in source_map]
+    joints = [j for j in human.joints if j in bone_map and j in source_map]
     src_idx = {j: source.names.index(source_map[j]) for j in joints}
     tgt_idx = {j: rig.names.index(bone_map[j]) for j in joints}
     geo_idx = {j: rig.names.index((joint_bones or bone_map).get(j, bone_map[j])) for j in joints}
