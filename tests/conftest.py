@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,6 +21,32 @@ SAMPLES = ROOT / "sample_clips"
 WALK_CLIP = SAMPLES / "sports2d_walk.mp4"
 BALANCE_CLIP = SAMPLES / "pose2sim_balance.mp4"
 MPFB2_RIGS = ROOT / ".cache" / "rigs" / "mpfb2"
+
+
+@contextlib.contextmanager
+def enabled_extension(repo_dir: Path, repo_module: str) -> Iterator[Any]:
+    """Blender (bpy) from an empty file with this checkout enabled as a real extension, from a local repository
+    `repo_module` in `repo_dir` (a link to the checkout); yields the enabled module, disables it afterwards."""
+    import addon_utils
+    import bpy
+
+    def _raise(exc: BaseException) -> None:
+        raise exc
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    link = repo_dir / "mimic"
+    if not link.exists():
+        link.symlink_to(ROOT, target_is_directory=True)
+    repos = bpy.context.preferences.extensions.repos
+    if repo_module not in {r.module for r in repos}:
+        repos.new(name=repo_module, module=repo_module, custom_directory=str(repo_dir), source="USER")
+    name = f"bl_ext.{repo_module}.mimic"
+    module = addon_utils.enable(name, default_set=True, handle_error=_raise)
+    assert module is not None
+    try:
+        yield module
+    finally:
+        addon_utils.disable(name, default_set=True, handle_error=_raise)
 
 
 def blank_video(path: Path, frames: int, value: int = 0) -> Path:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
-import addon_utils  # noqa: E402  (Blender's module, importable once bpy is)
 
+from conftest import enabled_extension  # noqa: E402
 from core.common.hands import expression_names  # noqa: E402
 from core.common.motionfile import Motion  # noqa: E402
 from core.common.skeleton import humanoid  # noqa: E402
@@ -29,23 +29,11 @@ MAX_ERROR = 1e-3
 FIGURES: dict[str, float] = {}
 
 
-def _raise(exc: BaseException) -> None:
-    raise exc
-
-
 @pytest.fixture(scope="module")
 def ext(tmp_path_factory: pytest.TempPathFactory):
     """The extension enabled from an empty file (a local extension repository linking to this checkout)."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    repo = tmp_path_factory.mktemp("extensions")
-    (repo / "mimic").symlink_to(ROOT, target_is_directory=True)
-    repos = bpy.context.preferences.extensions.repos
-    if REPO_MODULE not in {r.module for r in repos}:
-        repos.new(name=REPO_MODULE, module=REPO_MODULE, custom_directory=str(repo), source="USER")
-    module = addon_utils.enable(ADDON, default_set=True, handle_error=_raise)
-    assert module is not None
-    yield module
-    addon_utils.disable(ADDON, default_set=True, handle_error=_raise)
+    with enabled_extension(tmp_path_factory.mktemp("extensions"), REPO_MODULE) as module:
+        yield module
     if FIGURES:
         print("\nface figures:", {k: round(v, 6) for k, v in FIGURES.items()})
 

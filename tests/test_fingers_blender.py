@@ -15,6 +15,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 import addon_utils  # noqa: E402  (Blender's module, importable once bpy is)
+
+from conftest import enabled_extension  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
 from core.bvh import bvh_to_motion, read_bvh  # noqa: E402
@@ -30,10 +32,6 @@ MAX_TIP_RATIO = 0.85  # each fingertip's distance to the palm centre in the fist
 FINGERS = ("Thumb", "Index", "Middle", "Ring", "Little")
 SIDES = ("Left", "Right")
 FIGURES: dict[str, str] = {}
-
-
-def _raise(exc: BaseException) -> None:
-    raise exc
 
 
 # --- the extension, a generated Rigify rig -------------------------------------------------------------------------
@@ -57,16 +55,8 @@ def rigify_blend(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ext(rigify_blend: Path, tmp_path_factory: pytest.TempPathFactory):
     """The extension enabled from an empty file (a local extension repository linking to this checkout)."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    repo = tmp_path_factory.mktemp("extensions")
-    (repo / "mimic").symlink_to(ROOT, target_is_directory=True)
-    repos = bpy.context.preferences.extensions.repos
-    if REPO_MODULE not in {r.module for r in repos}:
-        repos.new(name=REPO_MODULE, module=REPO_MODULE, custom_directory=str(repo), source="USER")
-    module = addon_utils.enable(ADDON, default_set=True, handle_error=_raise)
-    assert module is not None
-    yield module
-    addon_utils.disable(ADDON, default_set=True, handle_error=_raise)
+    with enabled_extension(tmp_path_factory.mktemp("extensions"), REPO_MODULE) as module:
+        yield module
     if FIGURES:
         print("\nfinger figures (tip-to-palm metres, rest -> fist, thumb..little):")
         for key, value in FIGURES.items():
