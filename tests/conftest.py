@@ -23,6 +23,24 @@ BALANCE_CLIP = SAMPLES / "pose2sim_balance.mp4"
 MPFB2_RIGS = ROOT / ".cache" / "rigs" / "mpfb2"
 
 
+class Recorder:
+    """A Reporter that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.stages: list[tuple[str, int]] = []
+        self.frames: list[int] = []
+
+    def stage(self, name: str, total: int) -> None:
+        self.stages.append((name, total))
+
+    def update(self, frame: int) -> None:
+        self.frames.append(frame)
+
+    def warn(self, message: str) -> None: ...
+    def done(self, **result: Any) -> None: ...
+    def error(self, payload: dict[str, Any]) -> None: ...
+
+
 @contextlib.contextmanager
 def enabled_extension(repo_dir: Path, repo_module: str) -> Iterator[Any]:
     """Blender (bpy) from an empty file with this checkout enabled as a real extension, from a local repository

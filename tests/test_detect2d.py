@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import Recorder
 from core import detect2d, person
 from core.detect2d import detect
 from core.detections import Detections
@@ -21,24 +22,6 @@ from core.person import parse_person
 L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 11, 12, 13, 14, 15, 16
 L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 23, 24, 25, 26, 27, 28
 NOSE = 0
-
-
-class Recorder:
-    """A Reporter that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.stages: list[tuple[str, int]] = []
-        self.frames: list[int] = []
-
-    def stage(self, name: str, total: int) -> None:
-        self.stages.append((name, total))
-
-    def update(self, frame: int) -> None:
-        self.frames.append(frame)
-
-    def warn(self, message: str) -> None: ...
-    def done(self, **result: Any) -> None: ...
-    def error(self, payload: dict[str, Any]) -> None: ...
 
 
 @pytest.fixture(scope="module")

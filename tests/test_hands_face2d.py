@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import Recorder
 from core import hands_face2d
 from core.detect2d import detect
 from core.detections import Detections
@@ -19,24 +20,6 @@ from core.hands_face2d import HandFaceDetections, _to_frame, crop, detect_hands_
 L_ELBOW, R_ELBOW, L_WRIST, R_WRIST, L_INDEX, R_INDEX = 13, 14, 15, 16, 19, 20
 WRIST, INDEX_MCP, MIDDLE_MCP = 0, 5, 9  # MediaPipe Hands landmarks
 NOSE_TIP, LEFT_IRIS, RIGHT_IRIS = 1, 468, 473  # FaceMesh landmarks (refined)
-
-
-class Recorder:
-    """A Reporter that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.stages: list[tuple[str, int]] = []
-        self.frames: list[int] = []
-
-    def stage(self, name: str, total: int) -> None:
-        self.stages.append((name, total))
-
-    def update(self, frame: int) -> None:
-        self.frames.append(frame)
-
-    def warn(self, message: str) -> None: ...
-    def done(self, **result: Any) -> None: ...
-    def error(self, payload: dict[str, Any]) -> None: ...
 
 
 @pytest.fixture(scope="module")
