@@ -152,10 +152,11 @@ def detect_people(
 
 
 def _decode_and_track(info: VideoInfo, start: float, end: float, tracker: PersonTracker | PeopleTracker,
-                      reporter: Reporter, allow_partial: bool
+                      reporter: Reporter, allow_partial: bool, close: bool = True
                       ) -> tuple[list[float], list[Any], list[dict[str, Any]], list[str]]:
     """Decode the range and run `tracker` on every frame: the hot loop. Returns the frames' times, the tracker's
-    results per frame (Found | None, or a list of them), its candidates and the decoder's warnings."""
+    results per frame (Found | None, or a list of them), its candidates and the decoder's warnings. close: free
+    the tracker at the end (False: the caller carries on with it)."""
     times: list[float] = []
     results: list[Any] = []
     warnings: list[str] = []
@@ -166,7 +167,8 @@ def _decode_and_track(info: VideoInfo, start: float, end: float, tracker: Person
                 times.append(frame.time_s)
                 reporter.update(n)
     finally:
-        tracker.close()
+        if close:
+            tracker.close()
     if not times:
         raise BadRange(
             f"{info.path.name} has no frames between {start:g} s and {end:g} s.", "Choose a longer time range."
@@ -193,14 +195,26 @@ def _detections(info: VideoInfo, times: list[float], image: np.ndarray, world: n
                       info={"video": _video_json(info), **settings})
 
 
-def _run(info: VideoInfo, start: float, end: float, rule: PersonRule, reporter: Reporter, settings: dict[str, Any],
-         allow_partial: bool = False) -> Detections:
-    """Decode and detect every frame of the range, following one person."""
+def track_one(info: VideoInfo, start: float, end: float, tracker: PersonTracker, reporter: Reporter,
+              allow_partial: bool, close: bool = True
+              ) -> tuple[tuple[list[float], np.ndarray, np.ndarray], list[dict[str, Any]], list[str]]:
+    """One person over [start, end): (times (F,), image (F, 33, 3), world (F, 33, 3), NaN where not seen), the
+    tracker's candidates and the decoder's warnings."""
     missing = np.full((rigs.num_landmarks(), 3), np.nan)
-    tracker = PersonTracker(rule, make_pose, fps=info.fps)
-    times, found, candidates, warnings = _decode_and_track(info, start, end, tracker, reporter, allow_partial)
+    times, found, candidates, warnings = _decode_and_track(info, start, end, tracker, reporter, allow_partial, close)
     image = np.stack([missing if f is None else f.image for f in found])
     world = np.stack([missing if f is None else f.world for f in found])
+    return (times, image, world), candidates, warnings
+
+
+def _run(info: VideoInfo, start: float, end: float, rule: PersonRule, reporter: Reporter, settings: dict[str, Any],
+         allow_partial: bool = False) -> Detections:
+    """Decode and detect every frame of the range, following one person (long ranges in two processes:
+    core/detect_split.py)."""
+    from core.detect_split import track_range
+
+    (times, image, world), candidates, warnings = track_range(info, start, end, rule, reporter, allow_partial,
+                                                              track_one)
     det = _detections(info, times, image, world, start, end,
                       {**settings, "candidates": candidates, "decode_warnings": warnings})
     if not det.present.any():

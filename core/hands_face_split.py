@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from core.detections import Detections
-from core.progress import NullReporter, Reporter
+from core.progress import NullReporter, Reporter, ScaledReporter
 
 MIN_SPAN_S = 8.0  # shorter spans run in one process (a child's start-up, ~2 s, would not pay)
 CHILD_START_S = 2.0  # the child's start-up (Python, MediaPipe, graphs): this process takes that much more
@@ -66,7 +66,7 @@ def run_split(path: Path, det: Detections, hands: bool, face: bool, settings: An
             started = True
         except OSError:  # the child is already gone
             started = False
-        mine = run(path, first, hands, face, settings, _Scaled(reporter, det.num_frames / max(split, 1)))
+        mine = run(path, first, hands, face, settings, ScaledReporter(reporter, det.num_frames / max(split, 1)))
         theirs = _receive(child, second.num_frames) if started else None
         processes = 2
         if theirs is None:
@@ -143,19 +143,6 @@ def _join(first: Any, second: Any, split: int, processes: int) -> Any:
     info["processes"] = processes
     out.info = info
     return out
-
-
-class _Scaled:
-    """The reporter, with this half's frame numbers shown as the whole clip's (the child reports nothing)."""
-
-    def __init__(self, reporter: Reporter, scale: float) -> None:
-        self._reporter, self._scale = reporter, scale
-
-    def update(self, frame: int) -> None:
-        self._reporter.update(int(frame * self._scale))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reporter, name)
 
 
 def main(argv: list[str]) -> int:

@@ -18,7 +18,8 @@ from typing import IO, Any, Protocol
 from core import __version__
 
 PROTOCOL_VERSION = 1
-STAGES = ("detect", "lift", "filter", "solve", "write")  # detect includes decoding the video
+#: detect includes decoding the video; hands_face (a second pass over it), fingers and face only with --hands/--face
+STAGES = ("detect", "hands_face", "lift", "filter", "solve", "fingers", "face", "write")
 
 
 class Reporter(Protocol):
@@ -39,6 +40,20 @@ class NullReporter:
     def warn(self, message: str) -> None: pass
     def done(self, **result: Any) -> None: pass
     def error(self, payload: dict[str, Any]) -> None: pass
+
+
+class ScaledReporter:
+    """A reporter whose frame numbers are shown times `scale`: work split between processes, where this one does a
+    part and reports it as the whole (the other part reports nothing)."""
+
+    def __init__(self, reporter: Reporter, scale: float) -> None:
+        self._reporter, self._scale = reporter, scale
+
+    def update(self, frame: int) -> None:
+        self._reporter.update(int(frame * self._scale))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reporter, name)
 
 
 class JsonReporter:
