@@ -20,7 +20,8 @@ from core.common.errors import Interrupted, MimicError, OutputNotWritable
 def warm(options: dict[str, Any]) -> dict[str, Any]:
     """Load what every clip needs once: the imports, the lifter (kept: pipeline's get_lifter is memoised in this
     worker process) and MediaPipe's pose graph; options["threads"]: this worker's share of the cores for torch and
-    OpenCV (workers side by side must not each use every core). Returns the worker's info (pid, host)."""
+    OpenCV and whether a clip's detection may take a second process (workers side by side must not each use every
+    core). Returns the worker's info (pid, host)."""
     import cv2
     import torch
 
@@ -30,6 +31,8 @@ def warm(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("threads"):
         torch.set_num_threads(int(options["threads"]))
         cv2.setNumThreads(int(options["threads"]))
+        if int(options["threads"]) < 2:  # workers side by side already fill the cores: no second process per clip
+            os.environ["MIMIC_DETECT_PROCESSES"] = os.environ["MIMIC_HANDS_FACE_PROCESSES"] = "1"
 
     if not hasattr(pipeline.get_lifter, "cache_info"):
         pipeline.get_lifter = functools.lru_cache(maxsize=4)(lift.get_lifter)
