@@ -43,7 +43,8 @@ USAGE_ERROR = 2  # argparse's exit code: the core was given an option it refuses
 class CoreOptions:
     """The core CLI's options. start_s/end_s: seconds (None = clip start/end). person: "largest", "left", "right"
     or an index counted from the left. cutoff_hz: smoothing low-pass cutoff, 0 = off. lifter: None = default.
-    use_hands / use_face: capture fingers / facial expressions too (each a second pass over the video)."""
+    use_hands / use_face: capture fingers / facial expressions too (each a second pass over the video).
+    foot_lock: "auto", "grounding" or "off" (core.foot_lock)."""
 
     start_s: float | None = None
     end_s: float | None = None
@@ -53,6 +54,7 @@ class CoreOptions:
     overwrite: bool = True
     use_hands: bool = False
     use_face: bool = False
+    foot_lock: str = "auto"
 
     def to_args(self) -> list[str]:
         args: list[str] = []
@@ -66,6 +68,7 @@ class CoreOptions:
         if self.overwrite:
             args.append("--overwrite")
         args += ["--hands"] * self.use_hands + ["--face"] * self.use_face
+        args += ["--foot-lock", self.foot_lock]
         return args
 
 

@@ -41,6 +41,11 @@ class ImportSettings:
     ), default="TCN")
     cutoff_hz: FloatProperty(name="Smoothing", description="Low-pass cutoff in Hz: lower is smoother, 0 = off",
                              min=0.0, max=30.0, soft_max=15.0, default=6.0, precision=1)
+    foot_lock: EnumProperty(name="Foot Lock", description="What happens to feet planted on the floor", items=(
+        ("AUTO", "Auto", "Planted feet stay in place and on the floor while planted (legs bend, hips lower if needed)"),
+        ("GROUNDING", "Grounding", "Feet stay on the floor, never below it, but are not held in place"),
+        ("OFF", "Off", "Feet as solved from the video"),
+    ), default="AUTO")
     use_hands: BoolProperty(name="Fingers", default=False,
                             description="Capture the fingers of both hands too: a second pass over the video "
                                         "(see the cost below the options)")
@@ -60,7 +65,8 @@ class ImportSettings:
         person = {"LARGEST": "largest", "LEFT": "left", "ALL": "all"}.get(self.person, str(self.person_index))
         start, end = (self.start_s, self.end_s) if self.use_range else (None, None)
         return CoreOptions(start_s=start, end_s=end, person=person, cutoff_hz=self.cutoff_hz,
-                           lifter=self.lifter.lower(), use_hands=self.use_hands, use_face=self.use_face)
+                           lifter=self.lifter.lower(), use_hands=self.use_hands, use_face=self.use_face,
+                           foot_lock=self.foot_lock.lower())
 
 
 #: The names ImportSettings defines, in order.

@@ -36,6 +36,7 @@ class MIMIC_PT_main(bpy.types.Panel):
             layout.prop(settings, "person_index")
         layout.prop(settings, "lifter")
         layout.prop(settings, "cutoff_hz")
+        layout.prop(settings, "foot_lock")
         col = layout.column(heading="Capture", align=True)
         col.prop(settings, "use_hands")
         col.prop(settings, "use_face")

@@ -2,9 +2,9 @@
 both lifters, scored against the exact ground truth, the baseline (MediaPipe's world landmarks) beside ours.
 
 Usage: .venv/bin/python bench/motion_quality.py [--only CLIP ...] [--data .cache/validation] [--reuse]
-       [--json FILE]
+       [--json FILE] [--foot-lock auto|grounding|off]
 
-Per clip, `python -m core CLIP.mp4 -o OUT.npz --lifter {tcn,mediapipe}` (detections cached in
+Per clip, `python -m core CLIP.mp4 -o OUT.npz --lifter {tcn,mediapipe} --foot-lock MODE` (detections cached in
 .cache/validation/detections, so the second lifter reuses the first's MediaPipe run; --reuse keeps motion files
 already written). The output animation's landmarks are core.ik.keypoints_from_pose of the motion file (the IK's
 forward model: exactly what the BVH/FBX shows, landmarks placed on the solved skeleton), compared with the truth's
@@ -64,12 +64,14 @@ def _idx(names: tuple[str, ...]) -> list[int]:
     return [NAMES.index(n) for n in names]
 
 
-def run_cli(video: Path, output: Path, lifter: str, cache: Path) -> float:
-    """Run the core CLI on `video` with `lifter`, writing the motion file `output`; returns the seconds it took."""
+def run_cli(video: Path, output: Path, lifter: str, cache: Path, foot_lock: str = "auto") -> float:
+    """Run the core CLI on `video` with `lifter` and `foot_lock`, writing the motion file `output`; returns the
+    seconds it took."""
     env = {**os.environ, "MIMIC_CACHE_DIR": str(cache)}
     t0 = time.time()
     done = subprocess.run([sys.executable, "-m", "core", str(video), "-o", str(output), "--lifter", lifter,
-                           "--overwrite", "--progress", "none"], cwd=ROOT, env=env, capture_output=True, text=True)
+                           "--foot-lock", foot_lock, "--overwrite", "--progress", "none"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"core failed on {video.name} ({lifter}, exit {done.returncode}): {done.stderr.strip()}")
     return time.time() - t0
@@ -183,6 +185,8 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=DATA, help="the rendered set (bench/render_validation.py --out)")
     p.add_argument("--reuse", action="store_true", help="keep motion files already written")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--foot-lock", choices=("auto", "grounding", "off"), default="auto",
+                   help="the core's --foot-lock (default auto, the core's default); motion files are kept per mode")
     a = p.parse_args()
     spec = json.loads(SET.read_text(encoding="utf-8"))
     stems = [a.data / f"{c['name']}__{cam}" for c in spec["clips"] for cam in c["cameras"]
@@ -197,9 +201,10 @@ def main() -> int:
         truth = dict(np.load(stem.with_suffix(".npz")))
         rows[stem.name], truths[stem.name], kinds[stem.name] = {}, truth_floor(truth), str(truth["kind"])
         for lifter in LIFTERS:
-            out = outdir / f"{stem.name}.{lifter}.npz"
+            out = outdir / f"{stem.name}.{lifter}{'' if a.foot_lock == 'auto' else '.' + a.foot_lock}.npz"
             if not (a.reuse and out.is_file()):
-                seconds[f"{stem.name}.{lifter}"] = run_cli(stem.with_suffix(".mp4"), out, lifter, a.data / "detections")
+                seconds[f"{stem.name}.{lifter}"] = run_cli(stem.with_suffix(".mp4"), out, lifter,
+                                                           a.data / "detections", a.foot_lock)
                 print(f"{stem.name} {lifter}: {seconds[f'{stem.name}.{lifter}']:.1f} s", flush=True)
             landmarks, fps, floor = output_landmarks(out)
             rows[stem.name][lifter] = score(landmarks, fps, floor, truth)

@@ -1,12 +1,13 @@
 """Throughput of every pipeline stage and of the whole pipeline, against MediaPipe detection alone.
 
-Usage: .venv/bin/python bench/speed.py [CLIP ...] [--repeat N] [--lifter NAME] [--frames 600]
+Usage: .venv/bin/python bench/speed.py [CLIP ...] [--repeat N] [--lifter NAME] [--frames 600] [--hands-face]
 
 For each clip it prints frames per second of: decode (threaded OpenCV decoding alone), MediaPipe alone (decode
 + MediaPipe Pose per frame in one plain loop, the reference), detect (core.detect2d.detect, no cache), lift,
 filter, solve, write (each stage called directly on the previous stage's output), the whole pipeline in-process
 (core.pipeline.convert, cache off) and the whole CLI as a user runs it (`python -m core CLIP --no-cache`, start-up
 included). Then the ratio whole CLI / MediaPipe alone (target >= 1.0) and the CLI's fps (target >= 30 on 1080p).
+--hands-face also times the whole CLI with --hands --face and prints its ratio to the body alone (target >= 0.5).
 --frames N adds an N-frame clip made of the last clip played back and forth (600 with pose2sim_balance: a
 600-frame 1080x1920 clip, the issue's measurement).
 Each timing is the best of --repeat runs, so that other work on a shared machine disturbs it less.
@@ -37,6 +38,8 @@ from core.video import iter_frames, probe  # noqa: E402
 CLIPS = [ROOT / "sample_clips" / "sports2d_walk.mp4", ROOT / "sample_clips" / "pose2sim_balance.mp4"]
 TARGET_RATIO = 1.0  # whole CLI / MediaPipe alone (issue 14)
 TARGET_FPS = 30.0  # whole CLI on 1080p
+TARGET_HANDS_FACE = 0.5  # whole CLI with --hands --face / body only (issue 12)
+HANDS_FACE = "whole CLI --hands --face"
 
 
 def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -86,7 +89,8 @@ def mediapipe_threaded(clip: Path) -> int:
         pose.close()
 
 
-def stage_rows(clip: Path, repeat: int, lifter_name: str, out_dir: Path) -> tuple[list[tuple[str, float, str]], dict[str, float]]:
+def stage_rows(clip: Path, repeat: int, lifter_name: str, out_dir: Path, hands_face: bool = False
+               ) -> tuple[list[tuple[str, float, str]], dict[str, float]]:
     """(stage, fps, note) rows for one clip, and the fps of the references and the whole pipeline."""
     rows: list[tuple[str, float, str]] = []
     fps: dict[str, float] = {}
@@ -155,12 +159,14 @@ def stage_rows(clip: Path, repeat: int, lifter_name: str, out_dir: Path) -> tupl
 
     timed("whole pipeline", whole)
 
-    def whole_cli() -> None:
+    def whole_cli(*extra: str) -> None:
         cmd = [sys.executable, "-m", "core", str(clip), "-o", str(out_dir / "cli.bvh"), "--no-cache", "--overwrite",
-               "--progress", "none", *(["--lifter", lifter_name] if lifter_name else [])]
+               "--progress", "none", *(["--lifter", lifter_name] if lifter_name else []), *extra]
         subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
 
     timed("whole CLI (start-up incl.)", whole_cli, frames)
+    if hands_face:
+        timed(HANDS_FACE, lambda: whole_cli("--hands", "--face"), frames)
     return rows, fps
 
 
@@ -194,6 +200,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=0,
                         help="also time an N-frame clip made from the first clip played back and forth (600: the "
                              "issue's 600-frame 1080x1920 measurement with pose2sim_balance)")
+    parser.add_argument("--hands-face", action="store_true",
+                        help="also time the whole CLI with --hands --face, against the body alone (target >= 0.5)")
     parser.add_argument("-v", action="store_true", help="print tracebacks of failing stages")
     args = parser.parse_args()
     from core.lift import DEFAULT_LIFTER
@@ -208,13 +216,16 @@ def main() -> None:
         for clip in clips:
             info = probe(clip)
             print(f"\n{clip.name}: {info.width}x{info.height}, {info.fps:g} fps, {info.frame_count} frames")
-            rows, fps = stage_rows(clip, args.repeat, lifter_name, Path(tmp))
+            rows, fps = stage_rows(clip, args.repeat, lifter_name, Path(tmp), args.hands_face)
             for name, value, note in rows:
                 shown = "     n/a" if np.isnan(value) else f"{value:8.1f}"
                 print(f"  {name:28s} {shown} fps   {note}")
             whole = "whole CLI (start-up incl.)"
             if whole in fps:
                 print(f"  whole CLI {fps[whole]:.1f} fps (target >= {TARGET_FPS:g} on 1080p)")
+            if whole in fps and HANDS_FACE in fps:
+                print(f"  ratio with hands and face / body only {fps[HANDS_FACE] / fps[whole]:6.2f}  "
+                      f"(target >= {TARGET_HANDS_FACE})")
             for ref in ("mediapipe alone", "mediapipe + threaded decode"):
                 if whole in fps and ref in fps:
                     ratio = fps[whole] / fps[ref]

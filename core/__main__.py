@@ -24,6 +24,7 @@ DEFAULT_OUT_DIR = ROOT / "out"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.foot_lock import MODES as FOOT_LOCK_MODES
     from core.lift import DEFAULT_LIFTER, LIFTERS
     from core.pipeline import ConvertOptions
 
@@ -47,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-gap", type=values.non_negative, default=d.max_gap_s, metavar="SECONDS",
                    help=f"interpolate detection gaps up to this long, hold longer ones (default {d.max_gap_s:g})")
     p.add_argument("--units", choices=("m", "cm"), default=d.units, help="BVH length unit (default m)")
+    p.add_argument("--foot-lock", choices=FOOT_LOCK_MODES, default=d.foot_lock,
+                   help="planted feet: auto (default) keeps them in place and on the floor while planted, grounding "
+                        "keeps them on the floor without holding them in place, off leaves them as solved")
+    p.add_argument("--hands", action="store_true",
+                   help="capture the fingers of both hands too (a second pass over the video; see docs/HANDS_FACE.md)")
+    p.add_argument("--face", action="store_true",
+                   help="capture facial expressions too: blinks, mouth shapes, brows, gaze (see docs/HANDS_FACE.md)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     p.add_argument("--no-cache", action="store_true", help="run detection again even if cached")
     p.add_argument("--allow-partial", action="store_true",
@@ -163,7 +171,8 @@ def _convert(args: argparse.Namespace, reporter: Reporter) -> int:
                                  cutoff_hz=args.cutoff, max_gap_s=args.max_gap, units=args.units,
                                  overwrite=args.overwrite, use_cache=not args.no_cache,
                                  allow_partial=args.allow_partial,
-                                 weights=str(args.weights) if args.weights else None)
+                                 weights=str(args.weights) if args.weights else None,
+                                 hands=args.hands, face=args.face, foot_lock=args.foot_lock)
         run = reexport if Path(video).suffix.lower() in MOTION_INPUTS else convert
         motion = run(video, output, options, reporter)
     except (MimicError, KeyboardInterrupt) as exc:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +35,10 @@ class ConvertOptions:
     units: BVH length unit, "m" or "cm". use_cache: reuse cached detections of the same video and settings.
     allow_partial: convert the part of a damaged video that decodes (with a warning) instead of failing.
     weights: the learned lifter's weights file (None = the shipped core/weights/lifter_tcn.pt).
+    hands: capture both hands' fingers (core.hands_face2d, core.fingers). face: capture facial expressions
+    (core.face). Each costs a second pass over the video (docs/HANDS_FACE.md says how much).
+    foot_lock: after the solve, "auto" keeps planted feet in place and on the floor, "grounding" keeps them on the
+    floor only, "off" leaves the solve as it is (core.foot_lock.MODES).
     """
 
     start_s: float | None = None
@@ -46,6 +52,9 @@ class ConvertOptions:
     use_cache: bool = True
     allow_partial: bool = False
     weights: str | None = None
+    hands: bool = False
+    face: bool = False
+    foot_lock: str = "auto"
 
 
 def check_output_path(output: Path, overwrite: bool) -> None:
@@ -89,16 +98,36 @@ def describe_gaps(gaps: list[Gap], valid: np.ndarray, fps: float) -> list[str]:
     return messages
 
 
+class _FailFast:
+    """The reporter, for detection while the lifter loads beside it (torch's import and the weights, ~1.2 s, mostly
+    while this process waits for detection's second half, core/detect_split.py): detection stops at its next frame
+    if loading failed (bad weights), so that error still comes first."""
+
+    def __init__(self, reporter: Reporter, loading: Future[Any]) -> None:
+        self._reporter, self._loading = reporter, loading
+
+    def update(self, frame: int) -> None:
+        if self._loading.done() and self._loading.exception() is not None:
+            raise self._loading.exception()  # type: ignore[misc]
+        self._reporter.update(frame)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reporter, name)
+
+
 def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Reporter = NullReporter()) -> Motion:
     """Convert `video` into a Motion (no file written); one person (options.person is not "all")."""
     from core.detect2d import detect
     from core.filters import fill_gaps, smooth
+    from core.foot_lock import foot_lock
     from core.ik import solve
     from core.sides import fix_swaps
 
-    lifter = get_lifter(options.lifter, Path(options.weights) if options.weights else None)  # bad weights: fail now
-    det = detect(video, options.start_s, options.end_s, options.person, reporter,
-                 cache_dir=None if options.use_cache else False, allow_partial=options.allow_partial)
+    with ThreadPoolExecutor(1, thread_name_prefix="mimic-lifter") as pool:  # the lifter loads beside detection
+        loading = pool.submit(get_lifter, options.lifter, Path(options.weights) if options.weights else None)
+        det = detect(video, options.start_s, options.end_s, options.person, _FailFast(reporter, loading),
+                     cache_dir=None if options.use_cache else False, allow_partial=options.allow_partial)
+        lifter = loading.result()
     for message in det.info.get("decode_warnings", []):
         reporter.warn(message)
     det = _uniform_detections(det)
@@ -106,6 +135,7 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
     if swapped.any():
         reporter.warn(f"corrected left/right swaps in {int(swapped.sum())} frames")
     frames = det.num_frames
+    parts = _detect_hands_face(video, det, options, reporter)
 
     reporter.stage("lift", frames)
     lifted = lifter.lift(det)
@@ -120,10 +150,12 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
     reporter.update(frames)
 
     reporter.stage("solve", frames)
-    motion = solve(keypoints, lifted.confidence, det.fps)
+    motion = foot_lock(solve(keypoints, lifted.confidence, det.fps), options.foot_lock)
     reporter.update(frames)
 
     motion.keypoints_2d = det.image
+    if parts is not None:
+        motion = add_hands_face(motion, parts, options, reporter)
     motion.meta.update(
         mimic_version=__version__,
         source={"video": str(Path(video).resolve()), "start_s": options.start_s, "end_s": options.end_s,
@@ -134,6 +166,51 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
         gaps=[g._asdict() for g in gaps if valid[:, g.keypoint].any()],
         swapped_frames=int(swapped.sum()),
     )
+    return motion
+
+
+def _detect_hands_face(video: Path, det: "Detections", options: ConvertOptions,  # noqa: F821
+                       reporter: Reporter) -> "HandFaceDetections | None":  # noqa: F821
+    """The hands' and face's landmarks of the person `det` follows (core.hands_face2d), None when neither is asked."""
+    if not (options.hands or options.face):
+        return None
+    from core.hands_face2d import detect_hands_face
+
+    return detect_hands_face(video, det, hands=options.hands, face=options.face, reporter=reporter,
+                             cache_dir=None if options.use_cache else False)
+
+
+def add_hands_face(motion: Motion, parts: "HandFaceDetections", options: ConvertOptions,  # noqa: F821
+                   reporter: Reporter) -> Motion:
+    """`motion` with the fingers (hand_rotations, hand_confidence, and the Hand joints' turns) and the face
+    (expressions, and the Head joint's turn) solved from `parts` where they are seen (core.orient_parts), as
+    options.hands and options.face ask; a warning, not an error, where no hand or no face was seen."""
+    from core.common.hands import expression_names, hand_joint_names
+    from core.face import solve_face
+    from core.fingers import solve_fingers
+    from core.orient_parts import with_face_head, with_palm_hands
+
+    frames = motion.num_frames
+    if options.hands:
+        reporter.stage("fingers", frames)
+        fingers = solve_fingers(parts.hands_world[:frames], parts.hand_score[:frames], motion.fps,
+                                hands_image=parts.hands_image[:frames])
+        motion = with_palm_hands(motion, fingers.palm_rotations, fingers.hand_confidence).with_channels(
+            hand_rotations=fingers.hand_rotations, hand_confidence=fingers.hand_confidence,
+            hand_joints=hand_joint_names())
+        if not (parts.hand_score[:frames] > 0).any():
+            reporter.warn("no hand was found: fingers are left straight (hands too small, hidden or blurred)")
+        reporter.update(frames)
+    if options.face:
+        reporter.stage("face", frames)
+        if parts.face_image is not None and parts.face_present.any():
+            face = solve_face(parts.face_image[:frames], parts.face_present[:frames], motion.fps)
+            motion = with_face_head(motion, face.head_rotations, face.confidence).with_channels(
+                expressions=face.expressions, expression_names=expression_names())
+        else:
+            reporter.warn("no face was found: no expressions (the face is too small, turned away or hidden)")
+        reporter.update(frames)
+    motion.meta["hands_face"] = {k: v for k, v in parts.info.items() if k != "video"}
     return motion
 
 
@@ -149,6 +226,7 @@ def run_people(video: Path, options: ConvertOptions = ConvertOptions(),
     the frames seen, gaps and swaps. Time: detection runs once per person per frame (see core.person).
     """
     from core.detect2d import detect_people
+    from core.foot_lock import foot_lock
     from core.sides import fix_swaps
 
     lifter = get_lifter(options.lifter, Path(options.weights) if options.weights else None)
@@ -164,7 +242,13 @@ def run_people(video: Path, options: ConvertOptions = ConvertOptions(),
     for k, (det, _) in enumerate(fixed, 1):
         lifted.append(lifter.lift(det))
         reporter.update(frames * k)
-    return _solve_people(video, options, reporter, [d for d, _ in fixed], [s for _, s in fixed], lifted)
+    motions = _solve_people(video, options, reporter, [d for d, _ in fixed], [s for _, s in fixed], lifted)
+    motions = [foot_lock(m, options.foot_lock) for m in motions]
+    for k, (det, _) in enumerate(fixed):
+        parts = _detect_hands_face(video, det, options, reporter)
+        if parts is not None:
+            motions[k] = add_hands_face(motions[k], parts, options, reporter)
+    return motions
 
 
 def _first_frames(det: "Detections", frames: int) -> "Detections":  # noqa: F821

@@ -18,6 +18,7 @@ from core.common.signals import STOP_SIGNALS, stop_on_signals
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.foot_lock import MODES as FOOT_LOCK_MODES
     from core.lift import DEFAULT_LIFTER, LIFTERS
     from core.pipeline import ConvertOptions
 
@@ -65,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--cutoff", type=values.non_negative, default=d.cutoff_hz, metavar="HZ")
     conv.add_argument("--max-gap", type=values.non_negative, default=d.max_gap_s, metavar="SECONDS")
     conv.add_argument("--units", choices=("m", "cm"), default=d.units, help="BVH length unit (default m)")
+    conv.add_argument("--foot-lock", choices=FOOT_LOCK_MODES, default=d.foot_lock,
+                      help="planted feet: auto (default, held in place and on the floor), grounding (on the floor "
+                           "only) or off")
+    conv.add_argument("--hands", action="store_true", help="capture the fingers of both hands too")
+    conv.add_argument("--face", action="store_true", help="capture facial expressions too")
     conv.add_argument("--no-cache", action="store_true", help="run detection again even if cached")
     conv.add_argument("--allow-partial", action="store_true",
                       help="convert the part of a damaged video that decodes instead of failing the clip")
@@ -95,7 +101,8 @@ def config(args: argparse.Namespace) -> "Config":  # noqa: F821
     options = ConvertOptions(start_s=args.start, end_s=args.end, person=args.person, lifter=args.lifter,
                              cutoff_hz=args.cutoff, max_gap_s=args.max_gap, units=args.units, overwrite=True,
                              use_cache=not args.no_cache, allow_partial=args.allow_partial,
-                             weights=str(args.weights.resolve()) if args.weights else None)
+                             weights=str(args.weights.resolve()) if args.weights else None,
+                             hands=args.hands, face=args.face, foot_lock=args.foot_lock)
     return Config(input=args.input.resolve(), output=args.output.resolve(), formats=formats, options=options,
                   workers=args.workers, retries=args.retries, resume=args.resume, overwrite=args.overwrite,
                   ray=args.ray, blender=args.blender, rig=rig, use_gpu=args.use_gpu, progress=args.progress)

@@ -1,0 +1,292 @@
+"""Foot locking after the solve: planted feet stay put (auto), stand on the floor (grounding), or are left alone (off).
+
+Per contact segment of each foot the ankle's target is its median place over the segment (auto) or where it is
+(grounding); in both the lowest foot landmark (heel or toe, rigs/humanoid_ik.json) sits on the floor while planted
+and never below it. The corrections carry smoothly across the swings between contacts. In auto the planted foot's
+heading (where its toes point, seen from above) is held at its median too, so that the toes stay put. An analytic
+two-bone IK per leg (UpperLeg, LowerLeg) then moves the ankle onto its target, the knee staying in the plane of its
+current bend (the pole) and the foot keeping its world orientation but for that heading; the hips go down only
+where a target is out of reach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.common import rotations as quat
+from core.common.motionfile import Motion
+
+MODES = ("auto", "off", "grounding")
+DEFAULT_MODE = "auto"
+
+
+@dataclass(frozen=True)
+class FootLockSettings:
+    """legs: per foot, in the contacts' order (left, right), the upper leg, lower leg and foot joints.
+    fade_s: the corrections of two contacts fewer than 2·fade_s apart blend into each other across the swing
+    between them; across longer gaps they fade out and in over fade_s. drop_smooth_s: the hips' drop is smoothed
+    over this window (never below what the legs need). max_turn_deg: the most a planted foot's heading is turned
+    to hold it (auto). reach: the fraction of the
+    leg's full length the ankle may be from the hip (1 = a straight knee). max_drop_m: the most the hips may go
+    down to let an ankle reach its target, metres. min_confidence: a foot counts as seen on a frame when its lower
+    leg's and foot's confidence reach this; contacts count only where the foot is seen, and nothing is done when
+    the feet are seen on fewer than min_seen_share of the frames (a clip from the waist up)."""
+
+    legs: tuple[tuple[str, str, str], ...] = (("LeftUpperLeg", "LeftLowerLeg", "LeftFoot"),
+                                              ("RightUpperLeg", "RightLowerLeg", "RightFoot"))
+    fade_s: float = 0.5
+    max_turn_deg: float = 45.0
+    drop_smooth_s: float = 0.1
+    reach: float = 0.9999
+    max_drop_m: float = 0.15
+    min_confidence: float = 0.5
+    min_seen_share: float = 0.5
+
+
+DEFAULT = FootLockSettings()
+
+
+def foot_lock(motion: Motion, mode: str = DEFAULT_MODE, settings: FootLockSettings = DEFAULT) -> Motion:
+    """`motion` with its planted feet locked (auto), grounded (grounding) or unchanged (off).
+
+    Needs motion.contacts (F, 2) bool; the floor is motion.floor["height_m"] (Y up, metres). Only the legs' and
+    feet's local rotations and the root's height change. meta["foot_lock"]: the mode, the mean horizontal ankle
+    slide on contact frames before and after (mm/frame), the frames and most metres the hips went down.
+    """
+    if mode not in MODES:
+        raise ValueError(f"foot lock mode {mode!r} is not one of {', '.join(MODES)}")
+    sk, contacts = motion.skeleton, motion.contacts
+    info: dict[str, object] = {"mode": mode}
+    has_legs = {n for leg in settings.legs for n in leg} <= set(sk.names)
+    skipped = "no contacts" if contacts is None else "no legs" if not has_legs else \
+        "too short" if motion.num_frames < 2 else None
+    if mode == "off" or skipped:
+        return _with_meta(motion, info if mode == "off" else {**info, "skipped": skipped})
+    floor = (motion.floor or {}).get("height_m")
+    if floor is None or not np.isfinite(floor):
+        if mode == "grounding":
+            return _with_meta(motion, {**info, "skipped": "no floor"})
+        floor = None
+    legs = np.array([[sk.index(n) for n in leg] for leg in settings.legs])
+    seen = _feet_seen(motion, legs, settings.min_confidence)
+    if seen.mean() < settings.min_seen_share:
+        return _with_meta(motion, {**info, "skipped": "feet not in view"})
+    pos = sk.forward_kinematics(motion.rotations, motion.root_positions)
+    ankles = pos[:, legs[:, 2]]
+    contacts = np.asarray(contacts, dtype=bool)[:, :len(legs)] & seen
+    below = _sole_below_ankle(motion, legs)
+    targets = _targets(ankles, below, contacts, motion.fps, mode, floor, _sole_height(motion), settings)
+    glob = sk.global_rotations(motion.rotations)
+    fade = max(1, int(round(settings.fade_s * motion.fps)))
+    turns = _heading_turns(glob[:, legs[:, 2]], contacts, fade, np.radians(settings.max_turn_deg)) \
+        if mode == "auto" else np.zeros(contacts.shape)
+    smooth = max(0, int(round(settings.drop_smooth_s * motion.fps)))
+    rotations, root, drop = _leg_ik(motion, legs, targets, turns, settings.reach, settings.max_drop_m, smooth)
+    out = motion.with_channels(rotations=rotations, root_positions=root)
+    after = sk.forward_kinematics(rotations, root)[:, legs[:, 2]]
+    info.update(slide_before_mm=_slide_mm(ankles, contacts), slide_after_mm=_slide_mm(after, contacts),
+                hips_lowered_frames=int((drop > 1e-6).sum()), hips_lowered_max_m=float(drop.max(initial=0.0)))
+    return _with_meta(out, info)
+
+
+def _feet_seen(motion: Motion, legs: np.ndarray, min_confidence: float) -> np.ndarray:
+    """(F, 2) bool: each foot's lower leg and foot were seen (confidence), True everywhere without confidences."""
+    if motion.confidence is None:
+        return np.ones((motion.num_frames, len(legs)), dtype=bool)
+    conf = np.nan_to_num(np.asarray(motion.confidence, dtype=np.float64))
+    return np.all(conf[:, legs[:, 1:]] >= min_confidence, axis=-1)
+
+
+def _with_meta(motion: Motion, info: dict[str, object]) -> Motion:
+    return motion.with_channels(meta={**motion.meta, "foot_lock": info})
+
+
+def _slide_mm(ankles: np.ndarray, contacts: np.ndarray) -> float | None:
+    """Mean horizontal ankle motion (mm/frame) between consecutive frames where the foot is planted in both."""
+    both = contacts[1:] & contacts[:-1]
+    step = np.linalg.norm(np.diff(ankles[..., [0, 2]], axis=0), axis=-1)
+    return round(float(1000 * step[both].mean()), 3) if both.any() else None
+
+
+def _sole_below_ankle(motion: Motion, legs: np.ndarray) -> np.ndarray:
+    """(F, n_legs) metres from each ankle down to its foot's lowest landmark (heel or toe); the leg IK keeps the
+    foot's world orientation, so this does not change."""
+    from core.ik import keypoints_from_pose, load_ik_rig
+
+    rig = load_ik_rig()
+    landmarks = keypoints_from_pose(motion.rotations, motion.root_positions, motion.skeleton, rig)
+    pos = motion.skeleton.forward_kinematics(motion.rotations, motion.root_positions)
+    feet = list(rig.feet.values())[:len(legs)]
+    return np.stack([pos[:, legs[i, 2], 1] - landmarks[:, list(side), 1].min(axis=1) for i, side in enumerate(feet)], 1)
+
+
+def _sole_height(motion: Motion) -> float:
+    """How far the lowest foot landmark sits above the floor in the rest pose, metres (the rest stands on Y = 0,
+    as core.ik.scaled_skeleton makes it): a planted foot's lowest landmark stands this high, as core.ik grounds it."""
+    from core.ik import keypoints_from_pose, load_ik_rig
+
+    sk, rig = motion.skeleton, load_ik_rig()
+    rest = keypoints_from_pose(quat.identity(1, sk.num_joints), sk.offsets[:1], sk, rig)[0]
+    feet = [k for side in rig.feet.values() for k in side]
+    return float(rest[feet, 1].min())
+
+
+def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) inclusive of every run of True in a 1-D mask."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
+
+
+def _targets(ankles: np.ndarray, below: np.ndarray, contacts: np.ndarray, fps: float, mode: str,
+             floor: float | None, sole: float, settings: FootLockSettings) -> np.ndarray:
+    """(F, n_legs, 3) ankle targets, metres: locked (auto) and grounded while planted, the corrections carried
+    smoothly across the swings between contacts (`_carry`), and never with the foot below the floor."""
+    out = ankles.copy()
+    fade = max(1, int(round(settings.fade_s * fps)))
+    for leg in range(ankles.shape[1]):
+        ankle, segments = ankles[:, leg], _segments(contacts[:, leg])
+        planted = ankle.copy()
+        for start, end in segments:
+            if mode == "auto":
+                planted[start:end + 1] = np.median(ankle[start:end + 1], axis=0)
+            if floor is not None:
+                planted[start:end + 1, 1] = floor + sole + below[start:end + 1, leg]
+        target = ankle + _carry(planted - ankle, segments, fade)
+        if floor is not None:
+            target[:, 1] = np.maximum(target[:, 1], floor + sole + below[:, leg])
+        out[:, leg] = target
+    return out
+
+
+def _carry(correction: np.ndarray, segments: list[tuple[int, int]], fade: int) -> np.ndarray:
+    """correction (F, D) kept on the segments' frames and carried across the frames between them: from one
+    segment's last value to the next one's first (smoothstep) over gaps shorter than 2·fade frames, faded out and in
+    over `fade` frames across longer gaps, before the first segment and after the last."""
+    frames = correction.shape[0]
+    out = np.zeros_like(correction)
+    for start, end in segments:
+        out[start:end + 1] = correction[start:end + 1]
+    edges: list[tuple[int, int] | None] = [None, *segments, None]
+    for prev, after in zip(edges[:-1], edges[1:]):
+        lo = 0 if prev is None else prev[1] + 1
+        hi = frames if after is None else after[0]
+        if hi <= lo:
+            continue
+        f = np.arange(lo, hi)
+        if prev is not None and after is not None and hi - lo < 2 * fade:
+            s = _smoothstep((f - lo + 1) / (hi - lo + 1.0))[:, None]
+            out[lo:hi] = correction[lo - 1] + s * (correction[hi] - correction[lo - 1])
+            continue
+        if prev is not None:
+            out[lo:hi] += correction[lo - 1] * _smoothstep(1.0 - (f - lo + 1) / (fade + 1.0))[:, None]
+        if after is not None:
+            out[lo:hi] += correction[hi] * _smoothstep(1.0 - (hi - f) / (fade + 1.0))[:, None]
+    return out
+
+
+def _heading_turns(feet: np.ndarray, contacts: np.ndarray, fade: int, limit: float) -> np.ndarray:
+    """(F, n_legs) radians about the vertical that hold each planted foot's heading (feet: (F, n_legs, 4) world
+    rotations; heading: where the toes point, seen from above) at its median over the contact, carried across the
+    swings as the ankles' corrections are, at most `limit`."""
+    forward = quat.rotate(feet, [0.0, 0.0, 1.0])
+    heading = np.unwrap(np.arctan2(forward[..., 0], forward[..., 2]), axis=0)
+    out = np.zeros(contacts.shape)
+    for leg in range(contacts.shape[1]):
+        segments = _segments(contacts[:, leg])
+        held = heading[:, leg].copy()
+        for start, end in segments:
+            held[start:end + 1] = np.median(heading[start:end + 1, leg])
+        out[:, leg] = _carry((held - heading[:, leg])[:, None], segments, fade)[:, 0]
+    return np.clip(out, -limit, limit)
+
+
+def _about_y(angle: np.ndarray) -> np.ndarray:
+    """(N, 4) rotations by angle (N,) radians about +Y."""
+    return np.stack([np.cos(angle / 2), 0 * angle, np.sin(angle / 2), 0 * angle], axis=-1)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _basis(aim: np.ndarray, twist: np.ndarray) -> np.ndarray:
+    """(F, 3, 3) orthonormal frames with columns aim, twist ⊥ aim, aim × twist."""
+    a = _unit(aim)
+    b = _unit(twist - np.sum(twist * a, -1, keepdims=True) * a)
+    return np.stack([a, b, np.cross(a, b)], axis=-1)
+
+
+def _leg_ik(motion: Motion, legs: np.ndarray, targets: np.ndarray, turns: np.ndarray, reach: float,
+            max_drop: float, smooth: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rotations (F, J, 4), root positions (F, 3) and the hips' drop (F,) metres that put each ankle on its target
+    (F, n_legs, 3) and turn each foot by turns (F, n_legs) radians about the vertical (its world orientation
+    otherwise kept); frames with nothing to change are left exactly as they were."""
+    sk = motion.skeleton
+    rotations = np.array(motion.rotations, dtype=np.float64, copy=True)
+    root = np.array(motion.root_positions, dtype=np.float64, copy=True)
+    glob = sk.global_rotations(rotations)
+    pos = sk.forward_kinematics(rotations, root)
+    hips, knees, ankles = (pos[:, legs[:, k]] for k in range(3))
+    l1 = np.linalg.norm(sk.offsets[legs[:, 1]], axis=-1)
+    l2 = np.linalg.norm(sk.offsets[legs[:, 2]], axis=-1)
+    longest = reach * (l1 + l2)
+    d = targets - hips
+    flat = np.linalg.norm(d[..., [0, 2]], axis=-1)
+    need = -d[..., 1] - np.sqrt(np.maximum(longest ** 2 - flat ** 2, 0.0))  # how far the hips must go down
+    need = np.where(flat < longest, need, 0.0)  # out of reach sideways: going down would not help
+    drop = np.clip(need.max(axis=1), 0.0, max_drop)
+    if smooth > 0:  # a moving mean of the moving maximum: smooth, and never less than needed
+        from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
+        size = 2 * smooth + 1
+        drop = uniform_filter1d(maximum_filter1d(drop, size, mode="nearest"), size, mode="nearest")
+    root[:, 1] -= drop
+    down = drop[:, None, None] * np.array([0.0, 1.0, 0.0])
+    hips, knees, ankles = hips - down, knees - down, ankles - down
+    moved = (np.linalg.norm(targets - ankles, axis=-1) > 1e-9) | (np.abs(turns) > 1e-9)
+    for leg, (upper, lower, foot) in enumerate(legs):
+        rows = np.flatnonzero(moved[:, leg])
+        if rows.size == 0:
+            continue
+        h, k, a, t = hips[rows, leg], knees[rows, leg], ankles[rows, leg], targets[rows, leg]
+        pole_old = _pole(h, k, a, glob[rows, upper])
+        axis = t - h
+        dist = np.clip(np.linalg.norm(axis, axis=-1), abs(l1[leg] - l2[leg]) + 1e-6, longest[leg])
+        u = _unit(axis)
+        pole = _unit(pole_old - np.sum(pole_old * u, -1, keepdims=True) * u)
+        cos = np.clip((l1[leg] ** 2 + dist ** 2 - l2[leg] ** 2) / (2 * l1[leg] * dist), -1.0, 1.0)
+        k_new = h + l1[leg] * (cos[:, None] * u + np.sqrt(1 - cos ** 2)[:, None] * pole)
+        a_new = h + dist[:, None] * u
+        n_old = np.cross(_unit(a - h), pole_old)
+        n_new = np.cross(u, pole)
+        turn_upper = _basis(k_new - h, n_new) @ np.swapaxes(_basis(k - h, n_old), -1, -2)
+        turn_lower = _basis(a_new - k_new, n_new) @ np.swapaxes(_basis(a - k, n_old), -1, -2)
+        g_upper = quat.multiply(quat.from_matrix(turn_upper), glob[rows, upper])
+        g_lower = quat.multiply(quat.from_matrix(turn_lower), glob[rows, lower])
+        local = np.stack([quat.multiply(quat.inverse(glob[rows, sk.parents[upper]]), g_upper),
+                          quat.multiply(quat.inverse(g_upper), g_lower),
+                          quat.multiply(quat.inverse(g_lower), quat.multiply(_about_y(turns[rows, leg]),
+                                                                             glob[rows, foot]))], axis=1)
+        old = rotations[rows][:, [upper, lower, foot]]
+        local = quat.normalize(local) * np.where(np.sum(local * old, -1, keepdims=True) < 0, -1.0, 1.0)
+        rotations[rows[:, None], [upper, lower, foot]] = local  # in the original's hemisphere: as continuous
+    return rotations, root, drop
+
+
+def _pole(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """(N, 3) unit direction the knee points to, across the hip-to-ankle line; for a straight leg, the thigh's
+    forward axis (+Z at rest) stands in."""
+    axis = _unit(ankle - hip)
+    bent = knee - hip
+    bent = bent - np.sum(bent * axis, -1, keepdims=True) * axis
+    forward = quat.rotate(upper, [0.0, 0.0, 1.0])
+    forward = forward - np.sum(forward * axis, -1, keepdims=True) * axis
+    straight = np.linalg.norm(bent, axis=-1, keepdims=True) < 1e-4
+    return _unit(np.where(straight, forward, bent))
