@@ -15,7 +15,6 @@ to MediaPipe's smoothing over the overlap.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from core import child_process
 from core.person import BODY, PersonRule, PersonTracker
 from core.progress import NullReporter, Reporter, ScaledReporter
 from core.video import VideoInfo, probe
@@ -35,7 +35,6 @@ CHILD_START_FRAMES = 75  # frames this process detects while the child starts (~
 SAME_PERSON = 0.1  # × the person's size: mean body-landmark distance under which two tracks are one person
 AGREE_SHARE = 0.8  # share of the overlap's frames (seen by both) that must agree
 SAME_PRESENCE = 0.95  # share of the overlap's frames where both see the person or neither does
-CHILD_TIMEOUT_S = 600.0  # the longest this process waits for the child after finishing its own half
 ROOT = Path(__file__).resolve().parent.parent  # where `python -m core.detect_split` runs
 
 Track = tuple[list[float], np.ndarray, np.ndarray]  # times (F,), image (F, 33, 3), world (F, 33, 3); NaN: not seen
@@ -60,10 +59,8 @@ def track_range(info: VideoInfo, start: float, end: float, rule: PersonRule, rep
     split = split_point(info, start, end)
     if split is None:
         return track(info, start, end, PersonTracker(rule, make_pose, fps=info.fps), reporter, allow_partial)
-    child = subprocess.Popen(  # a fresh interpreter (not multiprocessing: that re-runs a caller's unguarded script)
-        [sys.executable, "-m", "core.detect_split", str(info.path), repr(split - OVERLAP_S), repr(end), str(rule),
-         "1" if allow_partial else "0", str(os.getpid())],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C: not its own
+    child = child_process.start("core.detect_split", [str(info.path), repr(split - OVERLAP_S), repr(end), str(rule),
+                                                      "1" if allow_partial else "0", str(os.getpid())], ROOT)
     tracker = None
     try:
         tracker = PersonTracker(rule, make_pose, fps=info.fps)  # after the child's start: it has further to go
@@ -78,11 +75,7 @@ def track_range(info: VideoInfo, start: float, end: float, rule: PersonRule, rep
     finally:
         if tracker is not None:
             tracker.close()
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-        assert child.stdout is not None
-        child.stdout.close()
+        child_process.end(child)
 
 
 class _AlonePerson:
@@ -105,19 +98,13 @@ class _AlonePerson:
 
 def _receive(child: subprocess.Popen[bytes]) -> tuple[Track, list[dict[str, Any]], list[str]] | None:
     """The child's track and warnings (it has no candidates: this process chose the person); None if it failed."""
-    assert child.stdout is not None
-    try:
-        data = child.stdout.read()
-        if child.wait(timeout=CHILD_TIMEOUT_S) != 0 or not data:
-            return None
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            times, image, world = npz["times"], npz["image"], npz["world"]
-            warnings = [str(w) for w in npz["warnings"]]
-    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+    got = child_process.receive(child, ("times", "image", "world", "warnings"))
+    if got is None or len(got) < 4:
         return None
-    if not (image.shape == world.shape == (len(times), image.shape[1], 3) and len(times)):
+    times, image, world = got["times"], got["image"], got["world"]
+    if not (image.ndim == 3 and image.shape == world.shape == (len(times), image.shape[1], 3) and len(times)):
         return None
-    return (times.tolist(), image, world), [], warnings
+    return (times.tolist(), image, world), [], [str(w) for w in got["warnings"]]
 
 
 def _same_person(first: Track, second: Track, split: float) -> bool:
@@ -159,10 +146,8 @@ def main(argv: list[str]) -> int:
         tracker = PersonTracker(parse_person(rule), make_pose, fps=info.fps)
         (times, image, world), _, warnings = track_one(
             info, float(start), float(end), tracker, _ParentWatch(int(parent), tracker), allow_partial == "1")
-        buffer = io.BytesIO()
-        np.savez(buffer, times=np.asarray(times), image=image, world=world, warnings=np.asarray(warnings, dtype=str))
-        sys.stdout.buffer.write(buffer.getvalue())
-        sys.stdout.buffer.flush()
+        child_process.send(sys.stdout.buffer, times=np.asarray(times), image=image, world=world,
+                           warnings=np.asarray(warnings, dtype=str))
     except BaseException:  # noqa: BLE001 - the parent does this half itself and reports what goes wrong
         return 1
     return 0

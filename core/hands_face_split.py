@@ -9,7 +9,6 @@ they meet. If the child fails in any way, this process does the second half itse
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import json
@@ -22,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from core import child_process
 from core.detections import Detections
 from core.progress import NullReporter, Reporter, ScaledReporter
 
 MIN_SPAN_S = 8.0  # shorter spans run in one process (a child's start-up, ~2 s, would not pay)
 CHILD_START_S = 2.0  # the child's start-up (Python, MediaPipe, graphs): this process takes that much more
-CHILD_TIMEOUT_S = 1800.0  # the longest this process waits for the child once its own half is done
 ROOT = Path(__file__).resolve().parent.parent  # where `python -m core.hands_face_split` runs
 ARRAYS = ("hands_image", "hands_world", "hand_score", "face_present")
 
@@ -52,11 +51,8 @@ def run_split(path: Path, det: Detections, hands: bool, face: bool, settings: An
     if split is None:
         return run(path, det, hands, face, settings, reporter)
     first, second = _only(det, 0, split), _only(det, split, det.num_frames)
-    child = subprocess.Popen(  # a fresh interpreter (not multiprocessing: that re-runs a caller's unguarded script)
-        [sys.executable, "-m", "core.hands_face_split", str(path), json.dumps(
-            {"hands": hands, "face": face, "settings": dataclasses.asdict(settings)})],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        start_new_session=True)  # a Ctrl-C to the terminal stops this process, which then ends the child
+    options = {"hands": hands, "face": face, "settings": dataclasses.asdict(settings)}
+    child = child_process.start("core.hands_face_split", [str(path), json.dumps(options)], ROOT, stdin=True)
     try:
         assert child.stdin is not None
         message = _det_bytes(second)
@@ -73,13 +69,7 @@ def run_split(path: Path, det: Detections, hands: bool, face: bool, settings: An
             theirs, processes = run(path, second, hands, face, settings, NullReporter()), 1
         return _join(mine, theirs, split, processes)
     finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-        for pipe in (child.stdin, child.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+        child_process.end(child)
 
 
 def _only(det: Detections, lo: int, hi: int) -> Detections:
@@ -107,20 +97,16 @@ def _receive(child: subprocess.Popen[bytes], frames: int) -> Any:
     """The child's HandFaceDetections; None if it failed or sent something malformed."""
     from core.hands_face2d import HandFaceDetections
 
-    assert child.stdout is not None
+    got = child_process.receive(child, (*ARRAYS, "face_image", "meta_json"))
+    if got is None or not all(name in got for name in (*ARRAYS, "meta_json")):
+        return None
+    if got["hands_image"].shape[:1] != (frames,):
+        return None
     try:
-        data = child.stdout.read()
-        if child.wait(timeout=CHILD_TIMEOUT_S) != 0 or not data:
-            return None
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in ARRAYS}
-            face_image = npz["face_image"] if "face_image" in npz.files else None
-            info = json.loads(str(npz["meta_json"]))
-    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+        info = json.loads(str(got.pop("meta_json")))
+    except ValueError:
         return None
-    if arrays["hands_image"].shape[0] != frames:
-        return None
-    return HandFaceDetections(face_image=face_image, info=info, **arrays)
+    return HandFaceDetections(face_image=got.pop("face_image", None), info=info, **got)
 
 
 def _join(first: Any, second: Any, split: int, processes: int) -> Any:
@@ -147,8 +133,8 @@ def _join(first: Any, second: Any, split: int, processes: int) -> Any:
 
 def main(argv: list[str]) -> int:
     """The child: `python -m core.hands_face_split VIDEO OPTIONS_JSON`, the body's Detections as a length-prefixed
-    .npz on stdin;
-    writes the result as an .npz on stdout; exit 1 (nothing written) on any failure. It stops when stdin closes."""
+    .npz on stdin; writes the result as an .npz on stdout; exit 1 (nothing written) on any failure. It stops when
+    stdin closes."""
     from core.common.signals import interrupt_when_stdin_closes
     from core.hands_face2d import HandFaceSettings, _run
 
@@ -161,10 +147,7 @@ def main(argv: list[str]) -> int:
         arrays = {name: getattr(result, name) for name in ARRAYS}
         if result.face_image is not None:
             arrays["face_image"] = result.face_image
-        buffer = io.BytesIO()
-        np.savez(buffer, meta_json=json.dumps(result.info, default=str), **arrays)
-        sys.stdout.buffer.write(buffer.getvalue())
-        sys.stdout.buffer.flush()
+        child_process.send(sys.stdout.buffer, meta_json=json.dumps(result.info, default=str), **arrays)
     except BaseException:  # noqa: BLE001 - the parent does this half itself
         return 1
     return 0
