@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -268,7 +270,20 @@ def test_slow_noisy_blinks_do_not_flicker():
         assert len(runs(solve.eyes_closed[:, side])) == len(starts), runs(solve.eyes_closed[:, side])
 
 
-RENDERED = Path(__file__).resolve().parent.parent / ".cache" / "validation" / "hands_face" / "face_0m6"
+ROOT = Path(__file__).resolve().parent.parent
+RENDERED = ROOT / ".cache" / "validation" / "hands_face" / "face_0m6"
+
+
+@pytest.fixture(scope="module")
+def rendered_face() -> Path:
+    """The rendered face clip of our validation set (bench/render_hands_face.py, about 75 s in Blender when it is
+    not there yet: the CC0 MPFB2 body from the pinned wheel that `make setup` fetches)."""
+    if not (RENDERED.with_suffix(".mp4").is_file() and RENDERED.with_suffix(".npz").is_file()):
+        pytest.importorskip("bpy")
+        made = subprocess.run([sys.executable, str(ROOT / "bench" / "render_hands_face.py"), "--only", "face_0m6"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    return RENDERED
 
 
 def face_mesh_video(video: Path) -> tuple[np.ndarray, np.ndarray, float]:
@@ -295,14 +310,12 @@ def face_mesh_video(video: Path) -> tuple[np.ndarray, np.ndarray, float]:
     return np.asarray(marks, dtype=np.float64), np.asarray(found), fps
 
 
-@pytest.mark.skipif(not RENDERED.with_suffix(".mp4").is_file(),
-                    reason="run bench/render_hands_face.py --only face_0m6 first (the rendered face clip)")
-def test_real_face_mesh_on_the_rendered_face():
+def test_real_face_mesh_on_the_rendered_face(rendered_face: Path):
     """bench/render_hands_face.py's face clip (blinks at known frames, two jaw openings, a ±6° head turn) through
     the real MediaPipe Face Mesh and solve_face."""
-    with np.load(RENDERED.with_suffix(".npz")) as z:
+    with np.load(rendered_face.with_suffix(".npz")) as z:
         truth = {k: z[k] for k in z.files}
-    image, found, fps = face_mesh_video(RENDERED.with_suffix(".mp4"))
+    image, found, fps = face_mesh_video(rendered_face.with_suffix(".mp4"))
     frames = len(truth["jaw_open"])
     image, found = image[:frames], found[:frames]
     assert found.mean() > 0.95
