@@ -21,6 +21,9 @@ from core.progress import NullReporter, Reporter
 from core.common import rigs
 
 OUTPUT_FORMATS = (".bvh", ".npz", ".vrma", ".vmd")
+#: --face: a face seen on fewer than this share of the frames gives no expressions (a clip's own calibration and
+#: its gaps need more; a face seen now and then at the edge of detection is noise).
+MIN_FACE_SHARE = 0.1
 #: Inputs that are already motion, written again in another format or unit without detection.
 MOTION_INPUTS = (".npz", ".bvh")
 
@@ -203,12 +206,14 @@ def add_hands_face(motion: Motion, parts: "HandFaceDetections", options: Convert
         reporter.update(frames)
     if options.face:
         reporter.stage("face", frames)
-        if parts.face_image is not None and parts.face_present.any():
+        seen = int(parts.face_present[:frames].sum()) if parts.face_image is not None else 0
+        if seen >= MIN_FACE_SHARE * frames:
             face = solve_face(parts.face_image[:frames], parts.face_present[:frames], motion.fps)
             motion = with_face_head(motion, face.head_rotations, face.confidence).with_channels(
                 expressions=face.expressions, expression_names=expression_names())
         else:
-            reporter.warn("no face was found: no expressions (the face is too small, turned away or hidden)")
+            reporter.warn(f"no face was found (seen on {seen} of {frames} frames): no expressions (the face is too "
+                          "small, turned away or hidden)")
         reporter.update(frames)
     motion.meta["hands_face"] = {k: v for k, v in parts.info.items() if k != "video"}
     return motion
