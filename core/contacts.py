@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import binary_closing, binary_opening
+from scipy.ndimage import binary_closing, binary_opening, percentile_filter
 from scipy.spatial.transform import Rotation
 
 from core.filters import smooth
@@ -18,10 +18,14 @@ from core.filters import smooth
 
 @dataclass(frozen=True)
 class ContactSettings:
-    """A foot is planted when its lowest landmark is within height_m of the floor and it moves slower than
-    speed_mps (after a speed_cutoff_hz low-pass: lifted depth jitters by centimetres a frame); plants and lifts
-    shorter than min_frames are dropped. A foot still for min_stance_s is a stance (floor_height). A median body
-    axis tilted more than max_tilt_deg is left alone (level_rotation)."""
+    """Stances (floor_height): a foot within height_m of the floor and slower than speed_mps (after a
+    speed_cutoff_hz low-pass: lifted depth jitters by centimetres a frame) for min_stance_s. Contacts
+    (contact_probability): P(still) = sigmoid(speed_bias + speed_weight · speed / stature) (statures per second)
+    times P(low) = sigmoid((height_stature - height above the local floor / stature) / height_width); the local floor
+    is the floor_percentile of the lowest foot point over floor_window_s. A foot is planted from enter_probability
+    until exit_probability (hysteresis); plants and lifts shorter than min_frames are dropped. A median body axis
+    tilted more than max_tilt_deg is left alone (level_rotation). The stature is the clip's median vertical extent of
+    the landmarks, default_stature_m when that is below min_stature_m (feet alone)."""
 
     height_m: float = 0.06
     speed_mps: float = 1.0
@@ -29,6 +33,17 @@ class ContactSettings:
     min_frames: int = 3
     min_stance_s: float = 0.25
     max_tilt_deg: float = 35.0
+    speed_bias: float = 2.0
+    speed_weight: float = -4.0
+    rise_weight: float = -5.0
+    height_stature: float = 0.1
+    height_width: float = 0.015
+    floor_window_s: float = 1.0
+    floor_percentile: float = 20.0
+    enter_probability: float = 0.6
+    exit_probability: float = 0.4
+    min_stature_m: float = 0.5
+    default_stature_m: float = 1.6
 
 
 DEFAULT = ContactSettings()
@@ -118,22 +133,76 @@ def ground_offset(keypoints: np.ndarray, valid: np.ndarray, fps: float, feet: Ma
     return offset
 
 
+def contact_probability(keypoints: np.ndarray, fps: float, feet: Mapping[str, Sequence[int]], floor: float = 0.0,
+                        sole_height: float = 0.0, settings: ContactSettings = DEFAULT) -> np.ndarray:
+    """(F, P) 0..1 that each foot landmark (feet in order, each side's landmarks in order: heel, toe) is planted.
+
+    keypoints: (F, K, 3) metres, Y up, gaps filled. A logistic score of the point's low-passed speed in statures
+    per second, gated by its height above the local floor (a low percentile of the lowest foot point over
+    floor_window_s, never below `floor`; lifted depth drifts, so the floor under a walker wanders by decimetres).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    idx = [k for side in feet.values() for k in side]
+    if not len(kp) or not idx:
+        return np.zeros((len(kp), len(idx)))
+    points = kp[:, idx]
+    size = _stature(kp, settings)
+    height = points[..., 1] - sole_height
+    velocity = np.gradient(smooth(points, fps, settings.speed_cutoff_hz), axis=0) * fps if len(kp) > 1 \
+        else np.zeros(points.shape)
+    speed, rise = np.linalg.norm(velocity, axis=-1), np.abs(velocity[..., 1])
+    window = max(1, int(round(settings.floor_window_s * fps)))
+    local = percentile_filter(np.nan_to_num(height.min(axis=1)), settings.floor_percentile, size=window,
+                              mode="nearest")
+    above = (height - np.maximum(local, floor)[:, None]) / size
+    still = settings.speed_bias + (settings.speed_weight * speed + settings.rise_weight * rise) / size
+    low = (settings.height_stature - above) / settings.height_width
+    return np.nan_to_num(_sigmoid(still) * _sigmoid(low))
+
+
 def foot_contacts(keypoints: np.ndarray, fps: float, feet: Mapping[str, Sequence[int]], floor: float = 0.0,
-                  sole_height: float = 0.0, settings: ContactSettings = DEFAULT) -> np.ndarray:
+                  sole_height: float = 0.0, settings: ContactSettings = DEFAULT,
+                  probability: np.ndarray | None = None) -> np.ndarray:
     """(F, len(feet)) bool, each foot (in `feet` order, e.g. left, right) planted on the floor.
 
-    keypoints: (F, K, 3) metres, Y up, gaps already filled; fps: frames per second; floor: Y of the floor, metres.
+    keypoints: (F, K, 3) metres, Y up, gaps already filled; floor: Y of the floor, metres. A foot is planted when
+    its likelier point (contact_probability, or `probability` (F, P) if given) rises above enter_probability and
+    until it falls below exit_probability; plants and lifts shorter than min_frames are dropped.
     """
-    heights, speeds = _foot_tracks(keypoints, fps, feet, settings)
-    frames = heights.shape[0]
+    prob = contact_probability(keypoints, fps, feet, floor, sole_height, settings) if probability is None \
+        else np.asarray(probability, dtype=np.float64)
+    frames = prob.shape[0]
     out = np.zeros((frames, len(feet)), dtype=bool)
     structure = np.ones(max(settings.min_frames, 1), dtype=bool)
-    for i in range(len(feet) if frames else 0):
-        planted = (heights[:, i] - floor - sole_height < settings.height_m) & (speeds[:, i] < settings.speed_mps)
-        if settings.min_frames > 1:
+    start = 0
+    for i, side in enumerate(feet.values()):
+        foot = prob[:, start:start + len(side)].max(axis=1, initial=0.0)
+        start += len(side)
+        planted = _hysteresis(foot, settings.enter_probability, settings.exit_probability)
+        if settings.min_frames > 1 and frames:
             pad = settings.min_frames
             padded = np.pad(planted, pad, mode="edge")  # the clip's ends continue as they are, not as lifted
             padded = binary_opening(binary_closing(padded, structure), structure)
             planted = padded[pad:-pad]
         out[:, i] = planted
     return out
+
+
+def _hysteresis(p: np.ndarray, enter: float, leave: float) -> np.ndarray:
+    """(F,) bool: on from where p reaches `enter` until it drops below `leave` (a Schmitt trigger)."""
+    state, out = False, np.zeros(len(p), dtype=bool)
+    for f, v in enumerate(p):
+        state = v >= leave if state else v >= enter
+        out[f] = state
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _stature(keypoints: np.ndarray, settings: ContactSettings = DEFAULT) -> float:
+    """The body's size, metres: the median over frames of the landmarks' vertical extent (default if implausible)."""
+    extent = np.nanmax(keypoints[..., 1], axis=1) - np.nanmin(keypoints[..., 1], axis=1)
+    size = float(np.nanmedian(extent)) if np.any(np.isfinite(extent)) else float("nan")
+    return size if np.isfinite(size) and size >= settings.min_stature_m else settings.default_stature_m
