@@ -20,9 +20,11 @@ from core.filters import smooth
 class ContactSettings:
     """Stances (floor_height): a foot within height_m of the floor and slower than speed_mps (after a
     speed_cutoff_hz low-pass: lifted depth jitters by centimetres a frame) for min_stance_s. Contacts
-    (contact_probability): P(still) = sigmoid(speed_bias + speed_weight · speed / stature) (statures per second)
-    times P(low) = sigmoid((height_stature - height above the local floor / stature) / height_width); the local floor
-    is the floor_percentile of the lowest foot point over floor_window_s. A foot is planted from enter_probability
+    (contact_probability): P(still) = sigmoid(speed_bias + (speed_weight · speed + rise_weight · |vertical speed|) /
+    stature + other_weight · how much faster the foot is than the other foot / stature) (statures per second; a
+    rising foot is leaving even where depth noise makes planted feet fast; of two feet the faster one swings) times
+    P(low) = sigmoid((height_stature - height above the local floor / stature) / height_width); the local floor is
+    the floor_percentile of the lowest foot point over floor_window_s. A foot is planted from enter_probability
     until exit_probability (hysteresis); plants and lifts shorter than min_frames are dropped. A median body axis
     tilted more than max_tilt_deg is left alone (level_rotation). The stature is the clip's median vertical extent of
     the landmarks, default_stature_m when that is below min_stature_m (feet alone)."""
@@ -33,15 +35,16 @@ class ContactSettings:
     min_frames: int = 3
     min_stance_s: float = 0.25
     max_tilt_deg: float = 35.0
-    speed_bias: float = 2.0
+    speed_bias: float = 4.0
     speed_weight: float = -4.0
     rise_weight: float = -5.0
+    other_weight: float = -8.0
     height_stature: float = 0.1
     height_width: float = 0.015
     floor_window_s: float = 1.0
     floor_percentile: float = 20.0
-    enter_probability: float = 0.6
-    exit_probability: float = 0.4
+    enter_probability: float = 0.7
+    exit_probability: float = 0.3
     min_stature_m: float = 0.5
     default_stature_m: float = 1.6
 
@@ -137,9 +140,10 @@ def contact_probability(keypoints: np.ndarray, fps: float, feet: Mapping[str, Se
                         sole_height: float = 0.0, settings: ContactSettings = DEFAULT) -> np.ndarray:
     """(F, P) 0..1 that each foot landmark (feet in order, each side's landmarks in order: heel, toe) is planted.
 
-    keypoints: (F, K, 3) metres, Y up, gaps filled. A logistic score of the point's low-passed speed in statures
-    per second, gated by its height above the local floor (a low percentile of the lowest foot point over
-    floor_window_s, never below `floor`; lifted depth drifts, so the floor under a walker wanders by decimetres).
+    keypoints: (F, K, 3) metres, Y up, gaps filled. A logistic score of the point's low-passed speed, vertical
+    speed and its foot's lead in speed over the other foot, in statures per second (ContactSettings: chosen on half
+    of the rendered validation set), gated by its height above the local floor (a low percentile of the lowest foot
+    point over floor_window_s, never below `floor`; lifted depth drifts, so the floor under a walker wanders).
     """
     kp = np.asarray(keypoints, dtype=np.float64)
     idx = [k for side in feet.values() for k in side]
@@ -155,7 +159,9 @@ def contact_probability(keypoints: np.ndarray, fps: float, feet: Mapping[str, Se
     local = percentile_filter(np.nan_to_num(height.min(axis=1)), settings.floor_percentile, size=window,
                               mode="nearest")
     above = (height - np.maximum(local, floor)[:, None]) / size
-    still = settings.speed_bias + (settings.speed_weight * speed + settings.rise_weight * rise) / size
+    faster = _faster_than_other_foot(speed, [len(side) for side in feet.values()])
+    still = settings.speed_bias + (settings.speed_weight * speed + settings.rise_weight * rise
+                                   + settings.other_weight * faster) / size
     low = (settings.height_stature - above) / settings.height_width
     return np.nan_to_num(_sigmoid(still) * _sigmoid(low))
 
@@ -188,6 +194,16 @@ def foot_contacts(keypoints: np.ndarray, fps: float, feet: Mapping[str, Sequence
     return out
 
 
+def _faster_than_other_foot(speed: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """(F, P) m/s by which each point's foot (mean speed of its points) outpaces the slowest other foot, 0 if not."""
+    bounds = np.cumsum([0, *sizes])
+    foot = np.stack([speed[:, a:b].mean(axis=1) for a, b in zip(bounds[:-1], bounds[1:])], axis=1)
+    if foot.shape[1] < 2:
+        return np.zeros(speed.shape)
+    others = np.stack([np.delete(foot, i, axis=1).min(axis=1) for i in range(foot.shape[1])], axis=1)
+    return np.repeat(np.maximum(foot - others, 0.0), sizes, axis=1)
+
+
 def _hysteresis(p: np.ndarray, enter: float, leave: float) -> np.ndarray:
     """(F,) bool: on from where p reaches `enter` until it drops below `leave` (a Schmitt trigger)."""
     state, out = False, np.zeros(len(p), dtype=bool)
@@ -203,6 +219,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _stature(keypoints: np.ndarray, settings: ContactSettings = DEFAULT) -> float:
     """The body's size, metres: the median over frames of the landmarks' vertical extent (default if implausible)."""
-    extent = np.nanmax(keypoints[..., 1], axis=1) - np.nanmin(keypoints[..., 1], axis=1)
-    size = float(np.nanmedian(extent)) if np.any(np.isfinite(extent)) else float("nan")
+    y = keypoints[..., 1]
+    rows = np.any(np.isfinite(y), axis=1)
+    extent = np.nanmax(y[rows], axis=1) - np.nanmin(y[rows], axis=1) if rows.any() else np.full(1, np.nan)
+    size = float(np.median(extent))
     return size if np.isfinite(size) and size >= settings.min_stature_m else settings.default_stature_m

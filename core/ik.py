@@ -530,9 +530,11 @@ def solve(keypoints: np.ndarray, confidence: np.ndarray, fps: float, skeleton: S
     root = np.nan_to_num(solver.root)
     sole = _sole_height(rig, solver)
     floor = 0.0 if ground else contacts.floor_height(kp, confident, fps, rig.feet, sole)
-    feet = contacts.foot_contacts(kp, fps, rig.feet, floor=floor if np.isfinite(floor) else 0.0, sole_height=sole)
+    probability = contacts.contact_probability(kp, fps, rig.feet, floor=floor if np.isfinite(floor) else 0.0,
+                                               sole_height=sole)
+    feet = contacts.foot_contacts(kp, fps, rig.feet, probability=probability)
     motion = Motion(skeleton=sk, fps=float(fps), rotations=rotations, root_positions=root, confidence=joint_conf,
-                    keypoints_3d=kp, contacts=feet,
+                    keypoints_3d=kp, contacts=feet, contact_probability=probability,
                     floor={"height_m": float(floor), "up": [0.0, 1.0, 0.0]} if np.isfinite(floor) else None)
     motion.meta.update(ik={"rig": rig.name, "scales": dict(solver.scales), "symmetric": symmetric,
                            "level_wxyz": to_wxyz(level).tolist(), "ground_offset": offset.tolist()})
