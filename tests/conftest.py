@@ -41,15 +41,15 @@ class Recorder:
     def error(self, payload: dict[str, Any]) -> None: ...
 
 
-@contextlib.contextmanager
-def enabled_extension(repo_dir: Path, repo_module: str) -> Iterator[Any]:
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def enable_extension(repo_dir: Path, repo_module: str) -> Any:
     """Blender (bpy) from an empty file with this checkout enabled as a real extension, from a local repository
-    `repo_module` in `repo_dir` (a link to the checkout); yields the enabled module, disables it afterwards."""
+    `repo_module` in `repo_dir` (a link to the checkout); returns the enabled module."""
     import addon_utils
     import bpy
-
-    def _raise(exc: BaseException) -> None:
-        raise exc
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     link = repo_dir / "mimic"
@@ -58,13 +58,25 @@ def enabled_extension(repo_dir: Path, repo_module: str) -> Iterator[Any]:
     repos = bpy.context.preferences.extensions.repos
     if repo_module not in {r.module for r in repos}:
         repos.new(name=repo_module, module=repo_module, custom_directory=str(repo_dir), source="USER")
-    name = f"bl_ext.{repo_module}.mimic"
-    module = addon_utils.enable(name, default_set=True, handle_error=_raise)
+    module = addon_utils.enable(f"bl_ext.{repo_module}.mimic", default_set=True, handle_error=_raise)
     assert module is not None
+    return module
+
+
+def disable_extension(repo_module: str) -> None:
+    import addon_utils
+
+    addon_utils.disable(f"bl_ext.{repo_module}.mimic", default_set=True, handle_error=_raise)
+
+
+@contextlib.contextmanager
+def enabled_extension(repo_dir: Path, repo_module: str) -> Iterator[Any]:
+    """`enable_extension` for the length of a with block, disabled afterwards."""
+    module = enable_extension(repo_dir, repo_module)
     try:
         yield module
     finally:
-        addon_utils.disable(name, default_set=True, handle_error=_raise)
+        disable_extension(repo_module)
 
 
 def blank_video(path: Path, frames: int, value: int = 0) -> Path:

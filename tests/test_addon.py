@@ -20,7 +20,8 @@ import addon_utils  # noqa: E402  (Blender's module, importable once bpy is)
 
 from core.bvh import read_bvh  # noqa: E402
 from core.common.motionfile import load_motion  # noqa: E402
-from conftest import blank_video
+import conftest  # noqa: E402
+from conftest import blank_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_MODULE = "mimic_tests"
@@ -37,18 +38,11 @@ def _raise(exc: BaseException) -> None:
 
 def enable_extension(repo_dir: Path):
     """Start from an empty file and enable the repo as a real extension (a local repository holding it)."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    link = repo_dir / "mimic"
-    if not link.exists():
-        link.symlink_to(ROOT, target_is_directory=True)
-    repos = bpy.context.preferences.extensions.repos
-    if REPO_MODULE not in {r.module for r in repos}:
-        repos.new(name=REPO_MODULE, module=REPO_MODULE, custom_directory=str(repo_dir), source="USER")
-    return addon_utils.enable(ADDON, default_set=True, handle_error=_raise)
+    return conftest.enable_extension(repo_dir, REPO_MODULE)
 
 
 def disable_extension() -> None:
-    addon_utils.disable(ADDON, default_set=True, handle_error=_raise)
+    conftest.disable_extension(REPO_MODULE)
 
 
 @pytest.fixture(scope="module")
