@@ -31,14 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.common.hands import hand_landmarks, hand_skeleton  # noqa: E402
+from core.common.rotations import unit  # noqa: E402
 
 DATA = ROOT / ".cache" / "validation" / "hands_face"
 #: The landmark before each chain's first landmark (MediaPipe Hands: 0 wrist, 1-4 thumb, 5-8 index, ...).
 _CHAIN_START = (1, 5, 9, 13, 17)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
 def _parent_landmark(a: int) -> int:
@@ -50,8 +47,8 @@ def landmark_flexion(points: np.ndarray) -> np.ndarray:
     angle between the segment (parent landmark -> joint landmark) and (joint landmark -> child landmark)."""
     pairs = hand_landmarks()
     parent = np.array([_parent_landmark(int(a)) for a in pairs[:, 0]])
-    before = _unit(points[..., pairs[:, 0], :] - points[..., parent, :])
-    after = _unit(points[..., pairs[:, 1], :] - points[..., pairs[:, 0], :])
+    before = unit(points[..., pairs[:, 0], :] - points[..., parent, :], 1e-12)
+    after = unit(points[..., pairs[:, 1], :] - points[..., pairs[:, 0], :], 1e-12)
     return np.degrees(np.arccos(np.clip(np.sum(before * after, -1), -1.0, 1.0)))
 
 

@@ -146,14 +146,7 @@ def palm_basis(points: np.ndarray) -> np.ndarray:
     palm = rigs.load("hand")["palm"]
     aim = points[..., palm["middle"], :] - points[..., palm["wrist"], :]
     across = points[..., palm["index"], :] - points[..., palm["pinky"], :]
-    aim = _unit(aim)
-    across = _unit(across - np.sum(across * aim, axis=-1, keepdims=True) * aim)
-    return np.stack([aim, across, np.cross(aim, across)], axis=-1)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return quat.basis(aim, across)
 
 
 # ------------------------------------------------------------------------------------------------------ solving
@@ -169,7 +162,7 @@ def measure(points: np.ndarray, hinge_prior: float = SETTINGS.hinge_prior) -> tu
     pairs = hand_landmarks()
     palm = palm_basis(points) @ palm_basis(rest_landmarks()).T
     local = np.einsum("nji,nkj->nki", palm, points - points[:, :1])  # in the palm (Hand) frame
-    bones = _unit(local[:, pairs[:, 1]] - local[:, pairs[:, 0]])  # (N, H, 3)
+    bones = quat.unit(local[:, pairs[:, 1]] - local[:, pairs[:, 0]])  # (N, H, 3)
     parents = hand_skeleton().parents
     frames, count = points.shape[0], len(parents)
     glob = np.empty((frames, count, 4))
@@ -272,7 +265,7 @@ def solve_fingers(hands_world: np.ndarray, hand_score: np.ndarray, fps: float,
     axes, _ = fill_gaps(palm[..., :2].transpose(0, 1, 3, 2).reshape(frames, 4, 3), np.repeat(seen, 2, axis=1), fps,
                         settings.max_gap_s)
     axes = smooth(axes, fps, settings.cutoff_hz).reshape(frames, 2, 2, 3)
-    palm_q = quat.from_matrix(_orthonormal(axes[:, :, 0], axes[:, :, 1]))
+    palm_q = quat.from_matrix(quat.basis(axes[:, :, 0], axes[:, :, 1]))
     palm_q = np.where(np.all(np.isfinite(palm_q), axis=-1, keepdims=True), palm_q, quat.identity(1))
 
     local = finger_rotations(angles)
@@ -357,10 +350,3 @@ def _other_hand(score: np.ndarray, seen: np.ndarray, fps: float, settings: Finge
     decided = seen & (np.abs(np.nan_to_num(score)) >= settings.chirality_margin)
     filled, _ = fill_gaps(np.sign(score)[..., None], decided, fps, settings.max_gap_s)
     return seen & (np.nan_to_num(filled[..., 0]) < 0)
-
-
-def _orthonormal(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(..., 3) first two axes -> (..., 3, 3) rotation matrices by Gram-Schmidt (NaN where degenerate)."""
-    x = _unit(x)
-    y = _unit(y - np.sum(y * x, axis=-1, keepdims=True) * x)
-    return np.stack([x, y, np.cross(x, y)], axis=-1)

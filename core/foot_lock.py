@@ -19,6 +19,7 @@ from core.common import rotations as quat
 from core.common.motionfile import Motion
 
 MODES = ("auto", "off", "grounding")
+EPS = 1e-12  # lengths below this count as this (no NaN from a zero vector)
 DEFAULT_MODE = "auto"
 
 
@@ -176,13 +177,13 @@ def _carry(correction: np.ndarray, segments: list[tuple[int, int]], fade: int) -
             continue
         f = np.arange(lo, hi)
         if prev is not None and after is not None and hi - lo < 2 * fade:
-            s = _smoothstep((f - lo + 1) / (hi - lo + 1.0))[:, None]
+            s = quat.smoothstep((f - lo + 1) / (hi - lo + 1.0))[:, None]
             out[lo:hi] = correction[lo - 1] + s * (correction[hi] - correction[lo - 1])
             continue
         if prev is not None:
-            out[lo:hi] += correction[lo - 1] * _smoothstep(1.0 - (f - lo + 1) / (fade + 1.0))[:, None]
+            out[lo:hi] += correction[lo - 1] * quat.smoothstep(1.0 - (f - lo + 1) / (fade + 1.0))[:, None]
         if after is not None:
-            out[lo:hi] += correction[hi] * _smoothstep(1.0 - (hi - f) / (fade + 1.0))[:, None]
+            out[lo:hi] += correction[hi] * quat.smoothstep(1.0 - (hi - f) / (fade + 1.0))[:, None]
     return out
 
 
@@ -205,22 +206,6 @@ def _heading_turns(feet: np.ndarray, contacts: np.ndarray, fade: int, limit: flo
 def _about_y(angle: np.ndarray) -> np.ndarray:
     """(N, 4) rotations by angle (N,) radians about +Y."""
     return np.stack([np.cos(angle / 2), 0 * angle, np.sin(angle / 2), 0 * angle], axis=-1)
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-
-
-def _basis(aim: np.ndarray, twist: np.ndarray) -> np.ndarray:
-    """(F, 3, 3) orthonormal frames with columns aim, twist ⊥ aim, aim × twist."""
-    a = _unit(aim)
-    b = _unit(twist - np.sum(twist * a, -1, keepdims=True) * a)
-    return np.stack([a, b, np.cross(a, b)], axis=-1)
 
 
 def _leg_ik(motion: Motion, legs: np.ndarray, targets: np.ndarray, turns: np.ndarray, reach: float,
@@ -259,15 +244,15 @@ def _leg_ik(motion: Motion, legs: np.ndarray, targets: np.ndarray, turns: np.nda
         pole_old = _pole(h, k, a, glob[rows, upper])
         axis = t - h
         dist = np.clip(np.linalg.norm(axis, axis=-1), abs(l1[leg] - l2[leg]) + 1e-6, longest[leg])
-        u = _unit(axis)
-        pole = _unit(pole_old - np.sum(pole_old * u, -1, keepdims=True) * u)
+        u = quat.unit(axis, EPS)
+        pole = quat.unit(pole_old - np.sum(pole_old * u, -1, keepdims=True) * u, EPS)
         cos = np.clip((l1[leg] ** 2 + dist ** 2 - l2[leg] ** 2) / (2 * l1[leg] * dist), -1.0, 1.0)
         k_new = h + l1[leg] * (cos[:, None] * u + np.sqrt(1 - cos ** 2)[:, None] * pole)
         a_new = h + dist[:, None] * u
-        n_old = np.cross(_unit(a - h), pole_old)
+        n_old = np.cross(quat.unit(a - h, EPS), pole_old)
         n_new = np.cross(u, pole)
-        turn_upper = _basis(k_new - h, n_new) @ np.swapaxes(_basis(k - h, n_old), -1, -2)
-        turn_lower = _basis(a_new - k_new, n_new) @ np.swapaxes(_basis(a - k, n_old), -1, -2)
+        turn_upper = quat.basis(k_new - h, n_new, EPS) @ np.swapaxes(quat.basis(k - h, n_old, EPS), -1, -2)
+        turn_lower = quat.basis(a_new - k_new, n_new, EPS) @ np.swapaxes(quat.basis(a - k, n_old, EPS), -1, -2)
         g_upper = quat.multiply(quat.from_matrix(turn_upper), glob[rows, upper])
         g_lower = quat.multiply(quat.from_matrix(turn_lower), glob[rows, lower])
         local = np.stack([quat.multiply(quat.inverse(glob[rows, sk.parents[upper]]), g_upper),
@@ -283,10 +268,10 @@ def _leg_ik(motion: Motion, legs: np.ndarray, targets: np.ndarray, turns: np.nda
 def _pole(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """(N, 3) unit direction the knee points to, across the hip-to-ankle line; for a straight leg, the thigh's
     forward axis (+Z at rest) stands in."""
-    axis = _unit(ankle - hip)
+    axis = quat.unit(ankle - hip, EPS)
     bent = knee - hip
     bent = bent - np.sum(bent * axis, -1, keepdims=True) * axis
     forward = quat.rotate(upper, [0.0, 0.0, 1.0])
     forward = forward - np.sum(forward * axis, -1, keepdims=True) * axis
     straight = np.linalg.norm(bent, axis=-1, keepdims=True) < 1e-4
-    return _unit(np.where(straight, forward, bent))
+    return quat.unit(np.where(straight, forward, bent), EPS)

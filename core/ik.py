@@ -36,7 +36,7 @@ from scipy.spatial.transform import Rotation
 from core import contacts
 from core.filters import fill_gaps
 from core.common.motionfile import Motion
-from core.common.rotations import make_continuous
+from core.common.rotations import basis, make_continuous, smoothstep, unit
 from core.scipy_rotations import from_wxyz, to_wxyz
 from core.common import rigs
 from core.common.errors import BadRigData
@@ -183,33 +183,15 @@ def _rest_points(rig: IkRig, skeleton: Skeleton, scales: dict[str, float]) -> np
 
 # ------------------------------------------------------------------------------------------- vector utilities
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def _basis(aim: np.ndarray, twist: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) orthonormal bases with columns aim, twist ⊥ aim, aim × twist (NaN where degenerate)."""
-    a = _unit(aim)
-    t = _unit(twist - np.sum(twist * a, axis=-1, keepdims=True) * a)
-    return np.stack([a, t, np.cross(a, t)], axis=-1)
-
-
 def _swing(v_from: np.ndarray, v_to: np.ndarray) -> Rotation:
     """Shortest rotations taking directions v_from (N, 3) to v_to (N, 3)."""
-    a, b = _unit(v_from), _unit(v_to)
+    a, b = unit(v_from), unit(v_to)
     axis = np.cross(a, b)
     sin, cos = np.linalg.norm(axis, axis=-1), np.sum(a * b, axis=-1)
     # Opposite directions: any axis perpendicular to a will do.
     perp = np.cross(a, np.where(np.abs(a[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]))
-    axis = np.where((sin < 1e-9)[:, None], _unit(perp), axis / np.maximum(sin, 1e-300)[:, None])
+    axis = np.where((sin < 1e-9)[:, None], unit(perp), axis / np.maximum(sin, 1e-300)[:, None])
     return Rotation.from_rotvec(axis * np.arctan2(sin, cos)[:, None])
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    """0 below 0, 1 above 1, a smooth S between (x clipped to 0..1 first)."""
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 def _valid_rotation(r: Rotation, fallback: Rotation) -> Rotation:
@@ -245,12 +227,12 @@ def _basis_rotation(aim: np.ndarray, twist: np.ndarray, aim_rest: np.ndarray, tw
     carried = parent.apply(np.tile(aim_rest, (frames, 1)))
     lost = ~np.all(np.isfinite(aim), axis=-1) | (np.linalg.norm(np.nan_to_num(aim), axis=-1) < 1e-9)
     aim = np.where(lost[:, None], carried, aim)  # an unseen bone keeps its parent's frame
-    full, ok = _from_bases(_basis(aim, twist), _basis(aim_rest, twist_rest))
+    full, ok = _from_bases(basis(aim, twist), basis(aim_rest, twist_rest))
     with np.errstate(invalid="ignore", divide="ignore"):
-        sin = np.linalg.norm(np.cross(_unit(aim), _unit(twist)), axis=-1)
+        sin = np.linalg.norm(np.cross(unit(aim), unit(twist)), axis=-1)
     lo, hi = np.sin(blend[0]), np.sin(blend[1])
     x = np.clip((np.nan_to_num(sin) - lo) / (hi - lo), 0.0, 1.0)
-    weight = np.where(ok, _smoothstep(x), 0.0) * (1.0 if trust is None else trust)
+    weight = np.where(ok, smoothstep(x), 0.0) * (1.0 if trust is None else trust)
     rows = np.flatnonzero(weight < 1.0)  # usually few: only these need the fallback
     if rows.size == 0:
         return full
@@ -301,7 +283,7 @@ class _Solver:
         """(F,) 0..1 how far a twist taken from these points is believed: a smoothstep over the rig's
         twist_confidence range of their lowest landmark confidence (unsure hands fall back to the arm's frame)."""
         lo, hi = self.rig.twist_confidence
-        return _smoothstep((self.conf(*names) - lo) / (hi - lo))
+        return smoothstep((self.conf(*names) - lo) / (hi - lo))
 
     @property
     def skeleton(self) -> Skeleton:
@@ -400,7 +382,7 @@ class _Solver:
         sk = self.base
         chest, spine = sk.index(bone["joint"]), sk.index(bone["between"])
         hips = int(sk.parents[spine])
-        up = _unit(sk.offsets[spine])
+        up = unit(sk.offsets[spine])
         a0, b0 = float(np.linalg.norm(sk.offsets[spine])), float(np.linalg.norm(sk.offsets[chest]))
         c = float(np.linalg.norm(self.rest_point(bone["top"]) - self.skeleton.rest_positions()[chest]))
         hips_world = self.world[hips]
@@ -408,7 +390,7 @@ class _Solver:
         length = np.linalg.norm(d, axis=-1)
         axis = np.cross(up, d)
         phi = np.arctan2(np.linalg.norm(axis, axis=-1), d @ up)
-        axis = _unit(np.where((np.linalg.norm(axis, axis=-1) < 1e-12 * np.maximum(length, 1e-9))[:, None],
+        axis = unit(np.where((np.linalg.norm(axis, axis=-1) < 1e-12 * np.maximum(length, 1e-9))[:, None],
                               np.cross(up, _perpendicular(up)), axis))
         seen = self.seen(bone["top"], *bone["across"], *self.rig.points_of_bone(hips)) & np.isfinite(length)
         scale = (float(np.median(length[seen])) - c) / (a0 + b0) if np.any(seen) else 1.0
@@ -429,7 +411,7 @@ class _Solver:
         self.scales[self._group_measured_by("spine")] = scale
         gamma = _invert_chord_angle(phi, scale * a0, scale * b0, c)
         swing = np.nan_to_num(axis * gamma[:, None])
-        across_rest = _unit(self.rest_vector(bone["across"]))
+        across_rest = unit(self.rest_vector(bone["across"]))
         across = hips_world.inv().apply(self.vector(bone["across"]))
         bent_up = Rotation.from_rotvec(swing).apply(up)
         base = Rotation.from_rotvec(swing).apply(across_rest)
@@ -470,7 +452,7 @@ def _sane(scale: float) -> float:
 def _perpendicular(v: np.ndarray) -> np.ndarray:
     """A unit vector perpendicular to the unit vector v (3,)."""
     other = np.array([1.0, 0.0, 0.0]) if abs(v[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    return _unit(np.cross(v, other))
+    return unit(np.cross(v, other))
 
 
 def _invert_chord_angle(phi: np.ndarray, a: float, b: float, c: float) -> np.ndarray:

@@ -310,3 +310,18 @@ def test_importing_the_light_modules_loads_nothing_heavy() -> None:
             "print(sorted(m for m in ('scipy', 'torch', 'cv2', 'mediapipe', 'bpy', 'training') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_unit_basis_and_smoothstep() -> None:
+    """The vector helpers of core/common/rotations.py: unit vectors (NaN or eps for zero), right-handed orthonormal
+    frames whose first column is the aim, and a clipped smooth ramp."""
+    from core.common import rotations as quat
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(50, 3))
+    assert np.allclose(np.linalg.norm(quat.unit(v), axis=-1), 1.0)
+    assert np.all(np.isnan(quat.unit(np.zeros(3)))) and np.allclose(quat.unit(np.zeros(3), 1e-12), 0.0)
+    frames = quat.basis(v, rng.normal(size=(50, 3)))
+    assert np.allclose(frames @ np.swapaxes(frames, -1, -2), np.eye(3), atol=1e-12)
+    assert np.allclose(np.linalg.det(frames), 1.0) and np.allclose(frames[..., 0], quat.unit(v))
+    assert np.allclose(quat.smoothstep(np.array([-1.0, 0.0, 0.5, 1.0, 2.0])), [0.0, 0.0, 0.5, 1.0, 1.0])

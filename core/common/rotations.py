@@ -1,4 +1,5 @@
-"""Unit quaternions w-x-y-z, arrays (..., 4), in numpy alone: products, matrices, continuity, slerp, resampling.
+"""Unit quaternions w-x-y-z, arrays (..., 4), in numpy alone: products, matrices, continuity, slerp, resampling;
+and the vector helpers rotations are built from (unit vectors, orthonormal frames, a smooth ramp for blending).
 
 One implementation for the core and the add-on (Blender's Python has no scipy). Conventions match
 scipy.spatial.transform with `scalar_first=True`; the tests check every function against scipy.
@@ -7,6 +8,27 @@ scipy.spatial.transform with `scalar_first=True`; the tests check every function
 from __future__ import annotations
 
 import numpy as np
+
+
+def unit(v: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """Vectors (..., 3) scaled to length 1; a vector shorter than eps is divided by eps instead (eps 0: NaN for a
+    zero vector, which callers use to mark a direction as unknown)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), eps)
+
+
+def basis(aim: np.ndarray, twist: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """(..., 3, 3) orthonormal frames (rotation matrices) with columns aim, twist made perpendicular to it (Gram-
+    Schmidt), aim × twist; NaN where degenerate (eps as in `unit`)."""
+    a = unit(aim, eps)
+    t = unit(twist - np.sum(twist * a, axis=-1, keepdims=True) * a, eps)
+    return np.stack([a, t, np.cross(a, t)], axis=-1)
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    """0 below 0, 1 above 1, a smooth S between (x clipped to 0..1 first): the weight of a blend."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
 
 
 def identity(*shape: int) -> np.ndarray:
