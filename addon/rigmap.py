@@ -366,17 +366,8 @@ def fill_by_hierarchy(bones: Mapping[str, str | None], bone_map: dict[str, str])
     for joint in human.names:
         if joint in out:
             continue
-        other = human.mirror(joint)
-        if other in out:
-            for name in mirror_name(out[other]):
-                if name in bones and name not in out.values():
-                    out[joint] = name
-                    if _is_consistent(bones, out, joint):
-                        filled.append(joint)
-                        break
-                    del out[joint]
-            if joint in out:
-                continue
+        if _fill_from_mirror(bones, out, joint, filled):
+            continue
         anc = next((a for a in human.ancestors(joint) if a in out), None)
         if anc is None:
             continue
@@ -407,17 +398,25 @@ def _fill_fingers(bones: Mapping[str, str | None], out: dict[str, str], filled: 
         if joint in out and not _is_consistent(bones, out, joint):
             del out[joint]
     for joint in human.fingers:
-        other = human.mirror(joint)
-        if joint in out or other not in out:
-            continue
-        for name in mirror_name(out[other]):
-            if name in bones and name not in out.values():
-                out[joint] = name
-                if _is_consistent(bones, out, joint):
-                    filled.append(joint)
-                    break
-                del out[joint]
+        if joint not in out:
+            _fill_from_mirror(bones, out, joint, filled)
     return out, filled
+
+
+def _fill_from_mirror(bones: Mapping[str, str | None], out: dict[str, str], joint: str, filled: list[str]) -> bool:
+    """Map `joint` to the other side's bone name spelled for this side (LeftHand's 'hand.L' -> 'hand.R'), if that
+    bone exists, is free and sits consistently in the hierarchy; True (and `joint` in `filled`) when it does."""
+    other = load_humanoid().mirror(joint)
+    if other not in out:
+        return False
+    for name in mirror_name(out[other]):
+        if name in bones and name not in out.values():
+            out[joint] = name
+            if _is_consistent(bones, out, joint):
+                filled.append(joint)
+                return True
+            del out[joint]
+    return False
 
 
 def _first_mapped_along_aim(joint: str, bone_map: dict[str, str]) -> str | None:

@@ -41,6 +41,19 @@ class Recorder:
     def error(self, payload: dict[str, Any]) -> None: ...
 
 
+class LayoutRecorder:
+    """Stands in for a Blender UILayout: records what a panel or the preferences draw, as (method, args, kwargs)."""
+
+    def __init__(self, calls: list) -> None:
+        self.calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> LayoutRecorder:
+            self.calls.append((name, args, kwargs))
+            return LayoutRecorder(self.calls)
+        return call
+
+
 def _raise(exc: BaseException) -> None:
     raise exc
 

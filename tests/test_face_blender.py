@@ -15,7 +15,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import enabled_extension  # noqa: E402
+from conftest import LayoutRecorder, enabled_extension  # noqa: E402
 from core.common.hands import expression_names  # noqa: E402
 from core.common.motionfile import Motion  # noqa: E402
 from core.common.skeleton import humanoid  # noqa: E402
@@ -229,23 +229,10 @@ def test_keying_again_keeps_the_previous_action(face) -> None:
     assert first.use_fake_user and first.name in bpy.data.actions
 
 
-class Recorder:
-    """Stands in for a UILayout: records what a panel draws."""
-
-    def __init__(self, calls: list) -> None:
-        self.calls = calls
-
-    def __getattr__(self, name: str):
-        def call(*args, **kwargs):
-            self.calls.append((name, args, kwargs))
-            return Recorder(self.calls)
-        return call
-
-
 def draw_face_panel(ext) -> list:
     face_ui = importlib.import_module(f"{ext.__name__}.addon.face_ui")
     calls: list = []
-    face_ui.MIMIC_PT_face.draw(type("P", (), {"layout": Recorder(calls)})(), bpy.context)
+    face_ui.MIMIC_PT_face.draw(type("P", (), {"layout": LayoutRecorder(calls)})(), bpy.context)
     return calls
 
 
@@ -254,7 +241,7 @@ def row_icon(ext, settings, expression: str) -> str:
     face_ui = importlib.import_module(f"{ext.__name__}.addon.face_ui")
     index = [item.expression for item in settings.mapping].index(expression)
     calls: list = []
-    face_ui.MIMIC_UL_face_map.draw_item(None, bpy.context, Recorder(calls), settings, settings.mapping[index], 0,
+    face_ui.MIMIC_UL_face_map.draw_item(None, bpy.context, LayoutRecorder(calls), settings, settings.mapping[index], 0,
                                         settings, "mapping_index", index)
     return next(c[2]["icon"] for c in calls if c[0] == "label")
 

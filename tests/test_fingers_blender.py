@@ -20,6 +20,7 @@ from conftest import enabled_extension  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
 from core.bvh import bvh_to_motion, read_bvh  # noqa: E402
+from test_retarget import build_armature as retarget_armature  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_MODULE = "mimic_fingers_tests"
@@ -129,26 +130,15 @@ def source_world(ext, motion) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 def build_armature(name: str, bones: list[tuple[str, str | None, np.ndarray, np.ndarray, float]],
                    fbx_like: bool = False) -> bpy.types.Object:
-    """An armature object from (name, parent, head, tail, roll), parents listed first; with fbx_like, the armature
-    is in Y-up centimetres under an object turned 90 degrees about X and scaled 0.01 (as FBX imports make)."""
-    data = bpy.data.armatures.new(name)
-    obj = bpy.data.objects.new(name, data)
-    bpy.context.scene.collection.objects.link(obj)
-    if fbx_like:
-        to_armature = 100.0 * Rotation.from_euler("x", -90, degrees=True).as_matrix()
-        bones = [(n, p, to_armature @ h, to_armature @ t, r) for n, p, h, t, r in bones]
-        matrix = np.eye(4)
-        matrix[:3, :3] = 0.01 * Rotation.from_euler("x", 90, degrees=True).as_matrix()
-        obj.matrix_world = [list(row) for row in matrix]
-    bpy.context.view_layer.objects.active = obj
-    bpy.ops.object.mode_set(mode="EDIT")
-    for bone_name, parent, head, tail, roll in bones:
-        eb = data.edit_bones.new(bone_name)
-        eb.head, eb.tail, eb.roll = tuple(head), tuple(tail), roll
-        if parent is not None:
-            eb.parent = data.edit_bones[parent]
-    bpy.ops.object.mode_set(mode="OBJECT")
-    return obj
+    """tests/test_retarget.py's armature from (name, parent, head, tail, roll); with fbx_like, the armature is in
+    Y-up centimetres under an object turned 90 degrees about X and scaled 0.01 (as FBX imports make)."""
+    if not fbx_like:
+        return retarget_armature(name, bones)
+    to_armature = 100.0 * Rotation.from_euler("x", -90, degrees=True).as_matrix()
+    bones = [(n, p, to_armature @ h, to_armature @ t, r) for n, p, h, t, r in bones]
+    matrix = np.eye(4)
+    matrix[:3, :3] = 0.01 * Rotation.from_euler("x", 90, degrees=True).as_matrix()
+    return retarget_armature(name, bones, matrix)
 
 
 def character(ext, convention: str, pick: int = 0, finger_pick: int = 0, fingers: bool = True,

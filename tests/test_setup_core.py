@@ -21,6 +21,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from conftest import LayoutRecorder  # noqa: E402
 from test_addon import ADDON, REPO_MODULE, disable_extension, enable_extension, submodule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,31 +229,18 @@ def test_pip_lines_become_progress(sc, tmp_path: Path) -> None:
     assert [f for f, _ in seen] == sorted(f for f, _ in seen)
 
 
-class Recorder:
-    """Stands in for a UILayout: records what the preferences draw."""
-
-    def __init__(self, calls: list) -> None:
-        self.calls = calls
-
-    def __getattr__(self, name: str):
-        def call(*args, **kwargs):
-            self.calls.append((name, args, kwargs))
-            return Recorder(self.calls)
-        return call
-
-
 def test_preferences_draw_the_button_or_the_progress(ext, sc, prefs, user_folder: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     draw = type(prefs).draw
     calls: list = []
-    draw(type("P", (), {"layout": Recorder(calls), "python_path": "", "check_message": ""})(), bpy.context)
+    draw(type("P", (), {"layout": LayoutRecorder(calls), "python_path": "", "check_message": ""})(), bpy.context)
     assert ("operator", ("mimic.setup_core",), {"icon": "IMPORT", "text": "Set up Core"}) in calls
     assert any(c[0] == "prop" and c[1][1] == "wheel_folder" for c in calls)
 
     running = type("Job", (), {"state": sc.SetupState(step="download", fraction=0.4, label="Downloading torch")})()
     monkeypatch.setattr(sc, "running", lambda: running)
     calls.clear()
-    draw(type("P", (), {"layout": Recorder(calls), "python_path": "", "check_message": ""})(), bpy.context)
+    draw(type("P", (), {"layout": LayoutRecorder(calls), "python_path": "", "check_message": ""})(), bpy.context)
     assert ("progress", (), {"factor": 0.4, "type": "BAR", "text": "Downloading torch"}) in calls
     assert any(c[0] == "operator" and c[1] == ("mimic.cancel_setup_core",) for c in calls)
     assert not any(c[0] == "operator" and c[1] == ("mimic.setup_core",) for c in calls)
