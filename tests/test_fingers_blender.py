@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
-import addon_utils  # noqa: E402  (Blender's module, importable once bpy is)
 
-from conftest import enabled_extension  # noqa: E402
+from conftest import enabled_extension, generate_rigify  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
 from core.bvh import bvh_to_motion, read_bvh  # noqa: E402
@@ -41,16 +40,7 @@ FIGURES: dict[str, str] = {}
 def rigify_blend(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A rig generated once by Rigify's Human metarig in an empty factory scene (before the extension is enabled:
     a factory reset later would undo it)."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    assert addon_utils.enable("rigify", default_set=True) is not None
-    try:
-        bpy.ops.object.armature_human_metarig_add()
-        assert bpy.ops.pose.rigify_generate() == {"FINISHED"}
-        path = tmp_path_factory.mktemp("rigify") / "rigify.blend"
-        bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
-    finally:
-        addon_utils.disable("rigify", default_set=True)
-    return path
+    return generate_rigify(tmp_path_factory.mktemp("rigify"))
 
 
 @pytest.fixture(scope="module")

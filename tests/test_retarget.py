@@ -15,6 +15,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from addon import retarget, rigmap
+from conftest import enabled_extension, generate_rigify
 from core.common.motionfile import Motion, load_motion, save_motion
 from core.common.skeleton import humanoid
 from core.scipy_rotations import from_wxyz, to_wxyz
@@ -469,22 +470,9 @@ UI_REPO = "mimic_retarget_tests"
 @pytest.fixture()
 def enabled(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """The extension enabled from an empty file (a local extension repository linking to this checkout)."""
-    import addon_utils
-
-    def _raise(exc: BaseException) -> None:
-        raise exc
-
     monkeypatch.setenv(retarget.PRESET_DIR_ENV, str(tmp_path_factory.mktemp("presets")))
-    reset_blender()
-    repo = tmp_path_factory.mktemp("extensions")
-    (repo / "mimic").symlink_to(Path(__file__).resolve().parent.parent, target_is_directory=True)
-    repos = bpy.context.preferences.extensions.repos
-    if UI_REPO not in {r.module for r in repos}:
-        repos.new(name=UI_REPO, module=UI_REPO, custom_directory=str(repo), source="USER")
-    module = addon_utils.enable(f"bl_ext.{UI_REPO}.mimic", default_set=True, handle_error=_raise)
-    assert module is not None
-    yield module
-    addon_utils.disable(f"bl_ext.{UI_REPO}.mimic", default_set=True, handle_error=_raise)
+    with enabled_extension(tmp_path_factory.mktemp("extensions"), UI_REPO) as module:
+        yield module
 
 
 def test_panel_bone_map_presets_and_retarget_action(enabled, motion: Motion, tmp_path: Path) -> None:
@@ -571,18 +559,7 @@ RIGIFY_LIMBS = ("upper_arm_parent.L", "upper_arm_parent.R", "thigh_parent.L", "t
 def rigify_blend(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A rig generated once by the Rigify bundled with Blender (Human metarig, empty factory scene), saved so that
     each test starts from a fresh copy."""
-    import addon_utils
-
-    reset_blender()
-    assert addon_utils.enable("rigify", default_set=True) is not None
-    try:
-        bpy.ops.object.armature_human_metarig_add()
-        assert bpy.ops.pose.rigify_generate() == {"FINISHED"}
-        path = tmp_path_factory.mktemp("rigify") / "rigify.blend"
-        bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
-    finally:
-        addon_utils.disable("rigify", default_set=True)
-    return path
+    return generate_rigify(tmp_path_factory.mktemp("rigify"))
 
 
 def open_rigify(path: Path) -> bpy.types.Object:
