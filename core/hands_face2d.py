@@ -290,7 +290,8 @@ def _run(path: Path, det: Detections, hands: bool, face: bool, settings: HandFac
         "face_skipped_unseen": int((present & ~face_seen).sum()) if face else 0,
         "face_skipped_small": int((present & face_seen & (extent < settings.min_face_px)).sum()) if face else 0,
     }
-    work = np.flatnonzero(try_hand.any(axis=1) | try_face)
+    to_do = try_hand.any(axis=1) | try_face
+    work = np.flatnonzero(to_do)
     started = time.perf_counter()
     decoded = 0
     if len(work):
@@ -305,8 +306,11 @@ def _run(path: Path, det: Detections, hands: bool, face: bool, settings: HandFac
             with contextlib.closing(frames_of(info_v, start, end, True, warnings.append)) as stream:
                 for frame in stream:
                     decoded += 1
-                    near = np.flatnonzero(np.abs(det.times - frame.time_s) <= step / 2 + 1e-6)
-                    near = near[np.isin(near, work)]
+                    # det's frames within half a frame of this one (times ascend: a binary search, not a scan)
+                    lo = np.searchsorted(det.times, frame.time_s - step / 2 - 1e-6, side="left")
+                    hi = np.searchsorted(det.times, frame.time_s + step / 2 + 1e-6, side="right")
+                    near = np.arange(lo, hi)
+                    near = near[to_do[near]]
                     if not len(near):
                         continue
                     n, wrists = near[0], det.image[near[0], WRIST, :2]
