@@ -65,6 +65,7 @@ from core.common.axes import MIMIC_TO_BLENDER, from_blender  # noqa: E402
 from core.common.hands import hand_joint_names  # noqa: E402
 
 OUT = rv.CACHE / "validation" / "hands_face"
+DEV_OUT = rv.CACHE / "validation" / "hands_dev"
 FPS = 30.0
 HOLD_S, BLEND_S = 1.0, 0.3
 WIDTH, HEIGHT = 720, 1280
@@ -98,12 +99,34 @@ class HandClip:
     right: tuple[str, ...]
 
 
+def random_poses(seed: int, count: int) -> dict[str, list[list[float]]]:
+    """`count` random finger poses (POSES' layout) for the development set: each finger curled a share of the fist
+    (none, all, or uniform between, a quarter, a quarter, a half), every joint jittered by 8 degrees; the thumb
+    folded, out (thumbs-up) or between. Named dev_SEED_K."""
+    rng = np.random.default_rng(seed)
+    fist, out = np.array(_FIST, dtype=np.float64), {}
+    for k in range(count):
+        curl = np.where(rng.random(5) < 0.5, rng.integers(0, 2, 5).astype(float), rng.random(5))
+        flex = curl[:, None] * fist + rng.normal(0.0, 8.0, (5, 3))
+        thumb = rng.choice(3)
+        flex[0] = np.array(([-10.0, 0.0, 0.0], _FOLDED_THUMB, fist[0])[thumb]) * rng.uniform(0.5, 1.0) + rng.normal(0, 6, 3)
+        out[f"dev_{seed}_{k}"] = np.clip(flex, -10.0, 105.0).round(1).tolist()
+    return out
+
+
 _ALL = tuple(POSES)
 CLIPS = (
     HandClip("hands_1m", 1.0, 0.0, _ALL[:4], _ALL[4:]),
     HandClip("hands_2m", 2.0, 20.0, _ALL[4:], _ALL[:4]),
     HandClip("hands_3m", 3.0, -20.0, _ALL[2:6], (*_ALL[6:], *_ALL[:2])),
 )
+#: The development set (`--set dev`, DEV_OUT): random poses at other distances and angles, for choosing methods and
+#: fitting corrections (training/finger_correction.py) without looking at the validation set.
+DEV_POSES = {name: pose for seed in range(1, 6) for name, pose in random_poses(seed, 16).items()}
+DEV_CLIPS = tuple(HandClip(f"dev_{seed}", distance, azimuth, tuple(f"dev_{seed}_{k}" for k in range(8)),
+                           tuple(f"dev_{seed}_{k}" for k in range(8, 16)))
+                  for seed, distance, azimuth in ((1, 1.3, -35.0), (2, 2.0, 10.0), (3, 2.7, 35.0), (4, 1.6, 5.0),
+                                                  (5, 2.3, -10.0)))
 FACE = {"name": "face_0m6", "distance": 0.6, "frames": 105, "blinks": (20, 50, 85), "blink_close": 3,
         "blink_hold": 2, "jaw": ((28, 36, 46, 54), (62, 70, 88, 98)), "jaw_peak": (0.6, 1.0)}
 FACE_UNITS = ("eyeBlinkLeft", "eyeBlinkRight", "jawOpen")
@@ -123,8 +146,9 @@ def schedule(sequence: tuple[str, ...], frames: int, fps: float = FPS, hold_s: f
     s = rv._smoothstep((into - hold_s) / blend_s)
     s[k == len(sequence) - 1] = 0.0
     nxt = np.minimum(k + 1, len(sequence) - 1)
-    a = np.array([POSES[sequence[i]] for i in k], dtype=np.float64)
-    b = np.array([POSES[sequence[i]] for i in nxt], dtype=np.float64)
+    table = {**POSES, **DEV_POSES}
+    a = np.array([table[sequence[i]] for i in k], dtype=np.float64)
+    b = np.array([table[sequence[i]] for i in nxt], dtype=np.float64)
     flex = a + s[:, None, None] * (b - a)
     names = np.array([sequence[j if w >= 0.5 else i] for i, j, w in zip(k, nxt, s)])
     return flex, names, (into > hold_s) & (k < len(sequence) - 1)
@@ -634,12 +658,17 @@ def write_sheet(out: Path) -> Path | None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [c.name for c in CLIPS] + [FACE["name"]]
-    p.add_argument("--only", nargs="*", default=None, choices=names)
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--set", choices=("validation", "dev"), default="validation",
+                   help="validation: the scored set (default); dev: random poses for development (DEV_OUT)")
+    p.add_argument("--only", nargs="*", default=None, choices=names + [c.name for c in DEV_CLIPS])
+    p.add_argument("--out", type=Path, default=None, help=f"default {OUT} (validation), {DEV_OUT} (dev)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--scale", type=float, default=1.0)
     a = p.parse_args()
     spec = rv.load_set()
+    clips = DEV_CLIPS if a.set == "dev" else CLIPS
+    names = [c.name for c in clips] + ([FACE["name"]] if a.set == "validation" else [])
+    a.out = a.out or (DEV_OUT if a.set == "dev" else OUT)
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     for name in a.only or names:
@@ -650,7 +679,7 @@ def main() -> int:
         if name == FACE["name"]:
             rate = render_face(spec, a.out, a.max_frames, a.scale)
         else:
-            rate = render_hands(spec, next(c for c in CLIPS if c.name == name), a.out, a.max_frames, a.scale)
+            rate = render_hands(spec, next(c for c in clips if c.name == name), a.out, a.max_frames, a.scale)
         print(f"{name}: {time.time() - start:.0f} s ({rate:.2f} s/frame rendering)", flush=True)
     print(f"done in {(time.time() - t0) / 60:.1f} min; contact sheet {write_sheet(a.out)}", flush=True)
     return 0

@@ -26,18 +26,22 @@ sqrt(L^2 - l^2) for a bone of length L seen l long), blended with MediaPipe's by
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from core.common import rigs
+from core.common.errors import WeightsMissing
 from core.common import rotations as quat
 from core.common.hands import hand_joint_names, hand_landmarks, hand_limits_deg, hand_skeleton
 from core.filters import fill_gaps, smooth
 
 LANDMARKS = 21
 MIRROR = np.array([-1.0, 1.0, 1.0])
+CORRECTION = Path(__file__).resolve().parent / "weights" / "finger_correction.json"
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,9 @@ class FingerSettings:
     landmarks' (two estimates of one depth, equal weights by default); length_depth also takes each bone's depth
     from its length, weighted against MediaPipe's by length_noise (the 2D bone's error, a share of its length) and
     depth_noise (MediaPipe's depth error, likewise); a bone's length is the larger of its length_percentile
-    projected length over the clip and MediaPipe's median world length."""
+    projected length over the clip and MediaPipe's median world length. correction: map the measured flexions
+    through the learned linear correction (CORRECTION, trained by training/finger_correction.py): MediaPipe's hand
+    model under-bends curled fingers, most at the knuckles."""
 
     max_gap_s: float = 0.5
     cutoff_hz: float = 6.0
@@ -64,6 +70,7 @@ class FingerSettings:
     length_noise: float = 0.2
     depth_noise: float = 0.2
     length_percentile: float = 95.0
+    correction: bool = True
 
 
 SETTINGS = FingerSettings()
@@ -261,7 +268,11 @@ def solve_fingers(hands_world: np.ndarray, hand_score: np.ndarray, fps: float,
     filled, _ = fill_gaps(angles.reshape(frames, 2 * count, 2), np.repeat(seen, count, axis=1), fps,
                           settings.max_gap_s)
     angles = smooth(filled, fps, settings.cutoff_hz).reshape(frames, 2, count, 2)
+    ever_seen = np.isfinite(angles)
     angles = np.clip(np.nan_to_num(angles), limits[..., 0], limits[..., 1])  # a never-seen hand stays straight
+    if settings.correction:
+        angles[..., 0] = np.where(ever_seen[..., 0], correct_flexion(angles[..., 0]), 0.0)
+        angles = np.clip(angles, limits[..., 0], limits[..., 1])
     axes, _ = fill_gaps(palm[..., :2].transpose(0, 1, 3, 2).reshape(frames, 4, 3), np.repeat(seen, 2, axis=1), fps,
                         settings.max_gap_s)
     axes = smooth(axes, fps, settings.cutoff_hz).reshape(frames, 2, 2, 3)
@@ -274,6 +285,32 @@ def solve_fingers(hands_world: np.ndarray, hand_score: np.ndarray, fps: float,
     return FingerSolve(hand_rotations=quat.make_continuous(local), hand_confidence=confidence,
                        palm_rotations=quat.make_continuous(palm_q), finger_lengths=fit,
                        angles_deg=np.degrees(angles), flipped=flipped, hand_joints=hand_joint_names())
+
+
+@lru_cache(maxsize=1)
+def load_correction(path: Path = CORRECTION) -> tuple[np.ndarray, np.ndarray]:
+    """The learned flexion correction (training/finger_correction.py): per joint j, corrected = sum over the joints
+    of its finger of gain[j, k] * flexion[k] + offset[j]; gain (H, H) radians per radian (zero outside the finger),
+    offset (H,) radians. Checked before use."""
+    fix = "Reinstall Mimic, or rebuild it: python -m training.finger_correction (see its docstring)."
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        names = tuple(data["joints"])
+        gain = np.asarray(data["gain"], dtype=np.float64)
+        offset = np.asarray(data["offset_rad"], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WeightsMissing(f"The finger correction {path} is missing or damaged ({exc}).", fix) from exc
+    count = len(hand_joint_names())
+    if (names != hand_joint_names() or gain.shape != (count, count) or offset.shape != (count,)
+            or not (np.all(np.isfinite(gain)) and np.all(np.isfinite(offset)))):
+        raise WeightsMissing(f"The finger correction {path} does not fit rigs/hand.json's {count} joints.", fix)
+    return gain, offset
+
+
+def correct_flexion(flexion: np.ndarray, path: Path = CORRECTION) -> np.ndarray:
+    """Measured flexions (..., H) radians -> the learned correction's (..., H) radians (`load_correction`)."""
+    gain, offset = load_correction(path)
+    return np.asarray(flexion, dtype=np.float64) @ gain.T + offset
 
 
 PALM_LANDMARKS = (0, 5, 9, 13, 17)

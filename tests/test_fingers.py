@@ -25,6 +25,11 @@ FINGERS = ("Index", "Middle", "Ring", "Little")
 FPS = 30.0
 
 
+def _settings(**changes: object) -> fingers.FingerSettings:
+    """The solver's geometry alone: without the learned correction (it is tested on its own below)."""
+    return fingers.FingerSettings(correction=False, **changes)
+
+
 def _bone(j: int) -> np.ndarray:
     """Joint j's rest bone: its child's offset, or its end site."""
     child = [k for k, p in enumerate(PARENTS) if p == j]
@@ -150,7 +155,7 @@ def test_noise_free_poses_exact() -> None:
     truth = np.repeat(np.stack(list(POSES.values())), 20, axis=0)
     palms = _random_palms(rng, len(truth))
     pts = _landmarks(truth, palms)
-    solved = fingers.solve_fingers(_both(pts), np.ones((len(pts), 2)), FPS, fingers.FingerSettings(cutoff_hz=0))
+    solved = fingers.solve_fingers(_both(pts), np.ones((len(pts), 2)), FPS, _settings(cutoff_hz=0))
     err = np.abs(solved.angles_deg[:, 0] - truth)
     assert err[..., 0].max() < 1.0, err[..., 0].max(axis=0)
     assert err[..., 1].max() < 3.0, err[..., 1].max(axis=0)
@@ -170,7 +175,7 @@ def test_noisy_clip_with_gaps() -> None:
     short, long = slice(40, 46), slice(100, 130)  # 6 frames = 0.2 s; 30 frames = 1 s
     hands[short, 0], hands[long, 1], hands[:5, 1] = np.nan, np.nan, np.nan
     score[short, 0] = score[long, 1] = score[:5, 1] = 0.0
-    solved = fingers.solve_fingers(hands, score, FPS)
+    solved = fingers.solve_fingers(hands, score, FPS, _settings())
 
     steady = _steady(30, len(POSES), 8)
     steady[long] = False
@@ -202,7 +207,7 @@ def test_right_hand_is_the_mirrored_left() -> None:
     left = _landmarks(truth, palms)
     right = _landmarks(truth, palms, right=True)
     solved = fingers.solve_fingers(_both(left, right), np.ones((len(truth), 2)), FPS,
-                                   fingers.FingerSettings(cutoff_hz=0))
+                                   _settings(cutoff_hz=0))
     assert np.allclose(solved.angles_deg[:, 1], solved.angles_deg[:, 0], atol=1e-9)
     assert np.allclose(solved.hand_rotations[:, 1], fingers.mirror_rotations(solved.hand_rotations[:, 0]), atol=1e-9)
     assert np.allclose(solved.palm_rotations[:, 1], fingers.mirror_rotations(solved.palm_rotations[:, 0]), atol=1e-9)
@@ -229,11 +234,11 @@ def test_depth_mirrored_hand_is_fixed() -> None:
     rng = np.random.default_rng(4)
     truth = np.repeat(np.stack([POSES["fist"], POSES["relaxed"], POSES["pointing"]]), 10, axis=0)
     pts = _landmarks(truth, _random_palms(rng, len(truth))) * np.array([1.0, 1.0, -1.0])
-    solved = fingers.solve_fingers(_both(pts), np.ones((len(truth), 2)), FPS, fingers.FingerSettings(cutoff_hz=0))
+    solved = fingers.solve_fingers(_both(pts), np.ones((len(truth), 2)), FPS, _settings(cutoff_hz=0))
     assert solved.flipped.all()
     assert np.abs(solved.angles_deg[:, 0, :, 0] - truth[..., 0]).max() < 1.0
     plain = fingers.solve_fingers(_both(pts), np.ones((len(truth), 2)), FPS,
-                                  fingers.FingerSettings(cutoff_hz=0, fix_chirality=False))
+                                  _settings(cutoff_hz=0, fix_chirality=False))
     assert np.abs(plain.angles_deg[:, 0, :, 0] - truth[..., 0]).mean() > 20.0
 
 
@@ -243,7 +248,7 @@ def test_fist_on_the_body_skeleton() -> None:
     rng = np.random.default_rng(5)
     truth = np.stack([POSES["open"], POSES["fist"]])
     pts = _landmarks(truth, _random_palms(rng, 2))
-    solved = fingers.solve_fingers(_both(pts), np.ones((2, 2)), FPS, fingers.FingerSettings(cutoff_hz=0))
+    solved = fingers.solve_fingers(_both(pts), np.ones((2, 2)), FPS, _settings(cutoff_hz=0))
     body = humanoid()
     skeleton, rotations = with_fingers(body, quat.identity(2, body.num_joints), solved.hand_rotations,
                                        solved.hand_joints)
@@ -271,7 +276,7 @@ def test_outliers_and_unseen_hand() -> None:
     hands[:, 1] = np.nan
     hands[20, 0, [6, 8]] += np.array([0.0, 0.04, 0.0])  # index joints misplaced: 3 bones off
     hands[30, 0, 6:] += rng.normal(0.0, 0.03, (15, 3))  # a garbled hand
-    solved = fingers.solve_fingers(hands, np.ones((60, 2)), FPS)
+    solved = fingers.solve_fingers(hands, np.ones((60, 2)), FPS, _settings())
     conf = solved.hand_confidence[:, 0]
     assert conf[20] < 0.9 and conf[20] > 0.5 and conf[30] == 0.0 and conf[25] == 1.0
     assert np.abs(solved.angles_deg[30, 0, :, 0] - truth[30, :, 0]).max() < 2.0  # filled from its neighbours
@@ -291,7 +296,7 @@ def test_limits_clamp() -> None:
     pose[thumb] = (10.0, 85.0)
     truth = np.repeat(pose[None], 10, axis=0)
     pts = _landmarks(truth, _random_palms(rng, 10))
-    solved = fingers.solve_fingers(_both(pts), np.ones((10, 2)), FPS, fingers.FingerSettings(cutoff_hz=0))
+    solved = fingers.solve_fingers(_both(pts), np.ones((10, 2)), FPS, _settings(cutoff_hz=0))
     limits = hand_limits_deg()
     got = solved.angles_deg[:, 0]
     assert np.allclose(got[:, index, 0], limits[index, 0, 0])
@@ -308,7 +313,7 @@ def test_vectorised_speed() -> None:
     pts, _ = _clip(rng, hold=30, noise_m=0.002)
     hands = _both(pts)
     start = time.perf_counter()
-    fingers.solve_fingers(hands, np.ones((len(pts), 2)), FPS)
+    fingers.solve_fingers(hands, np.ones((len(pts), 2)), FPS, _settings())
     assert time.perf_counter() - start < 1.0
 
 
@@ -358,7 +363,7 @@ def test_real_mediapipe_hands(real_hands: list[tuple[int, str, np.ndarray]]) -> 
     pts = np.stack([p for _, _, p in real_hands])
     hands = np.full((len(pts), 2, 21, 3), np.nan)
     hands[np.arange(len(pts)), sides] = pts
-    settings = fingers.FingerSettings(cutoff_hz=0, max_gap_s=0)  # independent images
+    settings = _settings(cutoff_hz=0, max_gap_s=0)  # independent images
     solved = fingers.solve_fingers(hands, np.ones((len(pts), 2)), FPS, settings)
     flipped = solved.flipped[np.arange(len(pts)), sides]
     label_wrong = np.array([label == ("Left", "Right")[s] for s, label, _ in real_hands])
@@ -367,7 +372,7 @@ def test_real_mediapipe_hands(real_hands: list[tuple[int, str, np.ndarray]]) -> 
     curl = solved.angles_deg[np.arange(len(pts)), sides, 3:, 0].mean(axis=1)
     assert np.mean(curl > 0) >= 0.9
     plain = fingers.solve_fingers(hands, np.ones((len(pts), 2)), FPS,
-                                  fingers.FingerSettings(cutoff_hz=0, max_gap_s=0, fix_chirality=False))
+                                  _settings(cutoff_hz=0, max_gap_s=0, fix_chirality=False))
     assert np.mean(plain.angles_deg[np.arange(len(pts)), sides, 3:, 0].mean(axis=1) > 0) < 0.8
     index = hand_joint_names().index("IndexProximal")
     assert np.all((solved.finger_lengths[:, index] > 0.015) & (solved.finger_lengths[:, index] < 0.06))
@@ -413,7 +418,7 @@ def test_image_fixes_wrong_world_xy() -> None:
     for k in range(1, 21):
         if k not in fingers.PALM_LANDMARKS:
             wrong[:, k, :2] = pts[:, k, :2] - 0.6 * (pts[:, k, :2] - pts[:, parents[k], :2])
-    settings = fingers.FingerSettings(cutoff_hz=0)
+    settings = _settings(cutoff_hz=0)
     score = np.ones((len(pts), 2))
     right = image * np.array([-1.0, 1.0]) + np.array([2.0 * CENTRE[0], 0.0])  # the mirrored camera's image
     plain = fingers.solve_fingers(_both(wrong), score, FPS, settings)
@@ -435,9 +440,9 @@ def test_flattened_depth_comes_back_curled() -> None:
     score = np.ones((len(pts), 2))
     hands = np.stack([pts * np.array([1.0, 1.0, 0.3]), np.full_like(pts, np.nan)], axis=1)
     hands_image = np.stack([image, np.full_like(image, np.nan)], axis=1)
-    plain = fingers.solve_fingers(hands, score, FPS, fingers.FingerSettings(cutoff_hz=0))
-    no_length = fingers.solve_fingers(hands, score, FPS, fingers.FingerSettings(cutoff_hz=0), hands_image=hands_image)
-    solved = fingers.solve_fingers(hands, score, FPS, fingers.FingerSettings(cutoff_hz=0, length_depth=True),
+    plain = fingers.solve_fingers(hands, score, FPS, _settings(cutoff_hz=0))
+    no_length = fingers.solve_fingers(hands, score, FPS, _settings(cutoff_hz=0), hands_image=hands_image)
+    solved = fingers.solve_fingers(hands, score, FPS, _settings(cutoff_hz=0, length_depth=True),
                                    hands_image=hands_image)
     fist = np.repeat([n == "fist" for n in names], 20)
     curled = np.repeat([n != "open" for n in names], 20)
@@ -470,9 +475,40 @@ def test_image_depth_is_weighed_with_the_world() -> None:
     score = np.ones((len(pts), 2))
 
     def error(image_depth: float) -> float:
-        settings = fingers.FingerSettings(cutoff_hz=0, image_depth=image_depth)
+        settings = _settings(cutoff_hz=0, image_depth=image_depth)
         solved = fingers.solve_fingers(hands, score, FPS, settings, hands_image=hands_image)
         return float(np.abs(solved.angles_deg[:, 0, :, 0] - truth[..., 0]).mean())
 
     alone, default, world = error(1.0), error(fingers.SETTINGS.image_depth), error(0.0)
     assert alone < 3.0 and alone < default < world and world > 8.0, (alone, default, world)
+
+
+def test_learned_correction_curls_under_bent_fingers(tmp_path) -> None:
+    """The shipped correction (core/weights/finger_correction.json) is checked on load, changes flexion only where
+    a hand was seen, bends a MediaPipe-like under-curled fist further (every knuckle) and leaves an open hand
+    nearly open; a damaged file is a WeightsMissing naming the rebuild command."""
+    gain, offset = fingers.load_correction()
+    count = len(hand_joint_names())
+    assert gain.shape == (count, count) and offset.shape == (count,)
+    blocks = np.kron(np.eye(5), np.ones((3, 3)))  # gains stay within each finger
+    assert np.all(gain[blocks == 0] == 0.0)
+    knuckles = [NAMES.index(f"{f}Proximal") for f in FINGERS]
+    claw = np.zeros(count)
+    claw[knuckles] = np.radians(45.0)  # MediaPipe's fist: knuckles half bent
+    claw[[NAMES.index(f"{f}{level}") for f in FINGERS for level in ("Intermediate", "Distal")]] = np.radians(60.0)
+    assert np.all(fingers.correct_flexion(claw)[knuckles] > claw[knuckles] + np.radians(5.0))
+    assert np.all(np.abs(np.degrees(fingers.correct_flexion(np.zeros(count)))) < 15.0)
+
+    rng = np.random.default_rng(3)
+    pts, _ = _clip(rng, hold=10)
+    hands = np.stack([pts, np.full_like(pts, np.nan)], axis=1)
+    on = fingers.solve_fingers(hands, np.ones((len(pts), 2)), FPS, fingers.FingerSettings(cutoff_hz=0))
+    off = fingers.solve_fingers(hands, np.ones((len(pts), 2)), FPS, _settings(cutoff_hz=0))
+    assert not np.allclose(on.angles_deg[:, 0, :, 0], off.angles_deg[:, 0, :, 0])
+    assert np.array_equal(on.angles_deg[..., 1], off.angles_deg[..., 1])
+    assert np.all(on.angles_deg[:, 1] == 0.0)  # the unseen right hand stays straight
+
+    bad = tmp_path / "correction.json"
+    bad.write_text(json.dumps({"joints": NAMES, "gain": [[0.0]], "offset_rad": [0.0] * count}))
+    with pytest.raises(fingers.WeightsMissing, match="training.finger_correction"):
+        fingers.load_correction(bad)

@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ("blender_manifest.toml", "__init__.py", "addon/__init__.py", "core/__main__.py", "core/weights/lifter_tcn.pt",
+          "core/weights/finger_correction.json",
           "rigs/humanoid.json", "requirements.txt")  # requirements.txt: what Set up core installs
 NEEDED_FOLDERS = ("addon/", "core/", "rigs/")
 FORBIDDEN_FOLDERS = ("training/", "tests/", "bench/", "tools/", "sample_clips/", ".venv/")
