@@ -16,6 +16,7 @@ _LAYER = f"{_ROOT}.core.common" if _ROOT else "core.common"
 atomic = import_module(f"{_LAYER}.atomic")
 axes = import_module(f"{_LAYER}.axes")
 errors = import_module(f"{_LAYER}.errors")
+legs = import_module(f"{_LAYER}.legs")
 mirror = import_module(f"{_LAYER}.mirror")
 motionfile = import_module(f"{_LAYER}.motionfile")
 rigs = import_module(f"{_LAYER}.rigs")

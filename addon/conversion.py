@@ -34,13 +34,14 @@ class Conversion:
     core ("" = find_python's search)."""
 
     def __init__(self, video: str | Path, options: CoreOptions, python: str = "", target: str = "",
-                 use_scene_fps: bool = False) -> None:
+                 use_scene_fps: bool = False, use_foot_plant: bool = True) -> None:
         if not str(video):
             raise CoreError("No video chosen. Pick a video file in the Mimic panel.", "InputNotFound", 3)
         self.video = Path(bpy.path.abspath(str(video))).resolve()
         self.name = self.video.stem
         self.target = target
         self.use_scene_fps = use_scene_fps
+        self.use_foot_plant = use_foot_plant
         interpreter = find_python(python)
         self.folder = Path(tempfile.mkdtemp(prefix="mimic-"))
         self.job = CoreJob(interpreter, self.video, self.folder / f"{self.name}.npz", options, env=core_env())
@@ -84,7 +85,8 @@ class Conversion:
                 target = bpy.data.objects.get(self.target)
                 if target is None or target.type != "ARMATURE":
                     raise RetargetError(f"The target armature {self.target!r} is gone. Select an armature.")
-            results = import_motions(context, motions, self.name, [target], self.use_scene_fps)
+            results = import_motions(context, motions, self.name, [target], self.use_scene_fps,
+                                     use_foot_plant=self.use_foot_plant)
             result = results[0]  # every person is in the scene; the first is the one reported and made active
             result.warnings = list(self.job.state.warnings) + result.warnings
             if len(results) > 1:
@@ -99,12 +101,13 @@ class Conversion:
 
 
 def import_video(context: bpy.types.Context, filepath: str | Path, options: CoreOptions, target_name: str = "",
-                 use_scene_fps: bool = False, python: str = "") -> ImportResult:
+                 use_scene_fps: bool = False, python: str = "", use_foot_plant: bool = True) -> ImportResult:
     """Convert video `filepath` with the core (blocking until it ends) and build the animation in the scene.
 
     target_name: armature to retarget onto ("" = a new armature named after the clip). use_scene_fps: keep the
     scene's frame rate (resample the motion) instead of taking the clip's. python: the core's interpreter ("" = the
-    preference / $MIMIC_PYTHON / the repo's .venv). Raises a MimicError; the scene is then as before."""
-    conversion = Conversion(filepath, options, python, target_name, use_scene_fps).start()
+    preference / $MIMIC_PYTHON / the repo's .venv). use_foot_plant: hold planted feet on the character (see
+    retarget_source). Raises a MimicError; the scene is then as before."""
+    conversion = Conversion(filepath, options, python, target_name, use_scene_fps, use_foot_plant).start()
     conversion.wait()
     return conversion.finish(context)

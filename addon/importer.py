@@ -68,14 +68,16 @@ class _SceneSnapshot:
 
 
 def import_motion(context: bpy.types.Context, motion: Motion, name: str, target: bpy.types.Object | None = None,
-                  use_scene_fps: bool = False, bone_map: dict[str, str] | None = None) -> ImportResult:
+                  use_scene_fps: bool = False, bone_map: dict[str, str] | None = None,
+                  use_foot_plant: bool = True) -> ImportResult:
     """Build the animation of `motion` in the scene, named `name` (the clip's name).
 
     target None: a new armature from the motion's skeleton (with finger bones when it has hands); else the motion
     is retargeted onto armature `target` (addon/retarget/), and a target without finger bones for a motion with
     hands gets a line in the result's warnings; a motion with expressions has them keyed on the character's shape
-    keys (addon/face.py; what was keyed, or why nothing, is a line in the warnings). use_scene_fps: keep the scene's frame rate and resample the motion
-    to it; otherwise the scene takes the clip's rate. The scene's frame range becomes the clip's. On any exception
+    keys (addon/face.py; what was keyed, or why nothing, is a line in the warnings). use_scene_fps: keep the
+    scene's frame rate and resample the motion to it; otherwise the scene takes the clip's rate. use_foot_plant:
+    planted feet held on the target (retarget_source). The scene's frame range becomes the clip's. On any exception
     every new object, armature and action is removed and the scene's timing restored before the exception
     propagates.
     """
@@ -92,7 +94,7 @@ def import_motion(context: bpy.types.Context, motion: Motion, name: str, target:
             from .retarget import retarget_motion
 
             obj = target
-            action = retarget_motion(motion, target, name, bone_map, notices)
+            action = retarget_motion(motion, target, name, bone_map, notices, use_foot_plant)
         if not use_scene_fps:
             scene.render.fps, scene.render.fps_base = scene_fps(motion.fps)
         scene.frame_start, scene.frame_end = FRAME_START, FRAME_START + motion.num_frames - 1
@@ -115,7 +117,7 @@ def import_motion(context: bpy.types.Context, motion: Motion, name: str, target:
 
 def import_motions(context: bpy.types.Context, motions: list[Motion], name: str,
                    targets: list[bpy.types.Object | None] | None = None, use_scene_fps: bool = False,
-                   bone_map: dict[str, str] | None = None) -> list[ImportResult]:
+                   bone_map: dict[str, str] | None = None, use_foot_plant: bool = True) -> list[ImportResult]:
     """Every person of a motion file (core.common.motionfile.load_motions), each as its own armature named `name`
     (one person) or `name.p0`, `name.p1` ... (or retargeted onto targets[k] where given), placed by their own root
     positions in the clip's shared world. All or nothing: on any exception nothing of any person is left behind."""
@@ -127,7 +129,7 @@ def import_motions(context: bpy.types.Context, motions: list[Motion], name: str,
     try:
         for k, (motion, target) in enumerate(zip(motions, targets)):
             label = name if len(motions) == 1 else f"{name}.p{motion.person if motion.person >= 0 else k}"
-            results.append(import_motion(context, motion, label, target, use_scene_fps, bone_map))
+            results.append(import_motion(context, motion, label, target, use_scene_fps, bone_map, use_foot_plant))
         for result in results:
             result.armature.select_set(True)
         if results:

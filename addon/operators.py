@@ -43,6 +43,11 @@ def _python(context: bpy.types.Context) -> str:
     return prefs.python_path if prefs else ""
 
 
+def _foot_plant(context: bpy.types.Context) -> bool:
+    """The Retarget box's Plant Feet (scene.mimic.retarget.use_foot_plant): also for imports onto a character."""
+    return bool(context.scene.mimic.retarget.use_foot_plant)
+
+
 class MIMIC_OT_import_video(ImportSettings, bpy.types.Operator):
     """Convert the video into skeletal animation with the Mimic core and import it"""
 
@@ -75,7 +80,7 @@ class MIMIC_OT_import_video(ImportSettings, bpy.types.Operator):
 
         try:
             result = import_video(context, self.filepath, self.core_options(), self._target_name(context),
-                                  self.use_scene_fps, _python(context))
+                                  self.use_scene_fps, _python(context), _foot_plant(context))
         except MimicError as err:  # the scene is as it was
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
@@ -89,7 +94,7 @@ class MIMIC_OT_import_video(ImportSettings, bpy.types.Operator):
             return self.execute(context)
         try:
             conversion = Conversion(self.filepath, self.core_options(), _python(context), self._target_name(context),
-                                    self.use_scene_fps).start()
+                                    self.use_scene_fps, _foot_plant(context)).start()
         except MimicError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
 
 from . import rigmap
 
@@ -59,6 +59,10 @@ class MIMIC_PG_retarget(bpy.types.PropertyGroup):
                             description="Armature whose active action is retargeted onto the active armature")
     bvh_path: StringProperty(name="BVH File", subtype="FILE_PATH", description="BVH file to retarget")
     action_name: StringProperty(name="Action", description="Name of the new action (empty: from the source)")
+    use_foot_plant: BoolProperty(name="Plant Feet", default=True,
+                                 description="Feet the motion marks planted stay in one place on the character's "
+                                             "floor while planted, whatever its proportions (legs bend, hips lower "
+                                             "if needed); imports onto the selected armature too")
 
 
 # --- plain functions the operators call ------------------------------------------------------------------------------
@@ -224,12 +228,12 @@ class MIMIC_OT_retarget_action(bpy.types.Operator):
             if settings.source_kind == "BVH":
                 path = bpy.path.abspath(settings.bvh_path)
                 name = settings.action_name or Path(path).stem
-                action = retarget_bvh(path, target, name, bone_map)
+                action = retarget_bvh(path, target, name, bone_map, use_foot_plant=settings.use_foot_plant)
             else:
                 source = settings.source
                 src_action = source.animation_data.action if source and source.animation_data else None
                 name = settings.action_name or (f"{src_action.name}_{target.name}" if src_action else target.name)
-                action = retarget_action(source, target, name, bone_map)
+                action = retarget_action(source, target, name, bone_map, use_foot_plant=settings.use_foot_plant)
         except (RetargetError, rigmap.RigMapError, OSError) as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
@@ -299,6 +303,7 @@ class MIMIC_PT_retarget(bpy.types.Panel):
         else:
             box.prop(settings, "source")
         box.prop(settings, "action_name")
+        box.prop(settings, "use_foot_plant")
         box.operator("mimic.retarget_action", icon="ARMATURE_DATA")
 
 

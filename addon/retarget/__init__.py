@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from .. import rigmap
 from ..errors import RetargetError, RigMapError
-from .bake import bake_action, check_not_tweaking
+from .bake import bake_action, check_not_tweaking, plant_feet
 from .bone_maps import (BONE_MAP_PROP, PRESET_DIR_ENV, preset_dir, resolve_target_map, rig_preset, store_bone_map,
                         stored_bone_map)
 from .constraints import OVERRIDING_CONSTRAINTS, needs_evaluation, overriding_constraints, pose_through_constraints
@@ -34,9 +34,11 @@ __all__ = [
 
 def retarget_source(source: SourceMotion, target: bpy.types.Object, action_name: str,
                     bone_map: dict[str, str] | None = None, frame_start: int = 1,
-                    source_map: dict[str, str] | None = None, notices: list[str] | None = None) -> bpy.types.Action:
+                    source_map: dict[str, str] | None = None, notices: list[str] | None = None,
+                    use_foot_plant: bool = True) -> bpy.types.Action:
     """Bake a SourceMotion onto armature `target` (see `retarget_motion`); source_map: canonical joint -> source
-    joint, None = auto-detect. notices: where given, one-line notes for the user are appended (fingers skipped)."""
+    joint, None = auto-detect. notices: where given, one-line notes for the user are appended (fingers skipped).
+    use_foot_plant: feet the source marks planted are held still on the target's floor (retarget/feet.py)."""
     bone_map = resolve_target_map(target, bone_map)
     try:
         source_map = rigmap.resolve_bone_map(source.bones, source_map, "The source motion")
@@ -48,8 +50,10 @@ def retarget_source(source: SourceMotion, target: bpy.types.Object, action_name:
     fingers = rigmap.load_humanoid().fingers
     bone_map = {j: b for j, b in bone_map.items() if j in source_map or j not in fingers}  # a motion without hands
     bones = rigmap.armature_bones(target)
-    baked = solve.solve(source, target_from_armature(target), bone_map, source_map,
-                        rigmap.joint_bones(bone_map, bones))
+    rig, geo = target_from_armature(target), rigmap.joint_bones(bone_map, bones)
+    baked = solve.solve(source, rig, bone_map, source_map, geo)
+    if use_foot_plant:
+        baked = plant_feet(baked, source, rig, bone_map, geo)
     if needs_evaluation(target, list(bone_map.values())):
         baked = pose_through_constraints(target, baked, bone_map, rigmap.control_settings(bone_map, bones))
     return bake_action(target, baked, action_name, frame_start)
@@ -65,23 +69,26 @@ def finger_notice(target_name: str, bone_map: dict[str, str], source_map: dict[s
 
 
 def retarget_motion(motion: Motion, target: bpy.types.Object, action_name: str,
-                    bone_map: dict[str, str] | None = None, notices: list[str] | None = None) -> bpy.types.Action:
+                    bone_map: dict[str, str] | None = None, notices: list[str] | None = None,
+                    use_foot_plant: bool = True) -> bpy.types.Action:
     """Bake `motion` onto armature object `target` as a new action named `action_name`; returns the action.
 
     bone_map maps Mimic joint names (rigs/humanoid.json) to the target's bone names; None = the map saved on the
     target by the panel, else auto-detect. RetargetError says what to fix (e.g. which required bones are missing).
     The motion's foot contacts, where it has them, choose the supporting foot; its fingers (hand_rotations) go onto
-    the finger bones the map names, and a target without any gets a line in `notices` instead.
+    the finger bones the map names, and a target without any gets a line in `notices` instead. use_foot_plant:
+    planted feet stay still on the target's floor whatever its proportions.
     """
-    return retarget_source(source_from_motion(motion), target, action_name, bone_map, notices=notices)
+    return retarget_source(source_from_motion(motion), target, action_name, bone_map, notices=notices,
+                           use_foot_plant=use_foot_plant)
 
 
 def retarget_action(source: bpy.types.Object, target: bpy.types.Object, action_name: str,
                     bone_map: dict[str, str] | None = None, source_map: dict[str, str] | None = None,
-                    notices: list[str] | None = None) -> bpy.types.Action:
+                    notices: list[str] | None = None, use_foot_plant: bool = True) -> bpy.types.Action:
     """Retarget the action playing on armature `source` (an earlier import, a BVH...) onto `target`.
-    source_map: the source's bone map, None = the one saved on it, else auto-detected. notices: as for
-    `retarget_source`."""
+    source_map: the source's bone map, None = the one saved on it, else auto-detected. notices, use_foot_plant: as
+    for `retarget_source`."""
     anim = source.animation_data if source is not None else None
     if source is None or source.type != "ARMATURE" or anim is None or anim.action is None:
         raise RetargetError("The source must be an armature with an action. Import a motion or a BVH first.")
@@ -89,11 +96,13 @@ def retarget_action(source: bpy.types.Object, target: bpy.types.Object, action_n
         raise RetargetError("Source and target are the same armature. Pick another armature as the target.")
     start, end = (int(round(v)) for v in anim.action.frame_range)
     return retarget_source(source_from_armature(source, start, end), target, action_name, bone_map, start,
-                           source_map if source_map is not None else stored_bone_map(source), notices)
+                           source_map if source_map is not None else stored_bone_map(source), notices,
+                           use_foot_plant)
 
 
 def retarget_bvh(path: str, target: bpy.types.Object, action_name: str,
-                 bone_map: dict[str, str] | None = None, notices: list[str] | None = None) -> bpy.types.Action:
+                 bone_map: dict[str, str] | None = None, notices: list[str] | None = None,
+                 use_foot_plant: bool = True) -> bpy.types.Action:
     """Retarget a BVH file onto `target` through Blender's bundled BVH importer (Y-up files, any scale)."""
     import bpy
 
@@ -109,7 +118,8 @@ def retarget_bvh(path: str, target: bpy.types.Object, action_name: str,
     try:
         if not imported:
             raise RetargetError(f"{path} could not be imported as BVH. Check the file.")
-        return retarget_action(imported[0], target, action_name, bone_map, notices=notices)
+        return retarget_action(imported[0], target, action_name, bone_map, notices=notices,
+                               use_foot_plant=use_foot_plant)
     finally:
         for obj in imported:
             data = obj.data

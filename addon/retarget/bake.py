@@ -10,7 +10,7 @@ import numpy as np
 from ..common import rotations as quat
 from ..errors import RetargetError
 from ..fcurves import assign_action, bone_path, key_channels, key_rotation, new_action
-from .solve import Baked
+from .solve import Baked, SourceMotion, TargetRig
 
 if TYPE_CHECKING:
     import bpy
@@ -42,3 +42,16 @@ def bake_action(target: bpy.types.Object, baked: Baked, action_name: str, frame_
         key_channels(fcurves, bone_path(name, key, custom=True), name, frames[:1], np.array([[value]]))
     assign_action(target, action)
     return action
+
+
+def plant_feet(baked: Baked, source: SourceMotion, rig: TargetRig, bone_map: dict[str, str],
+               joint_bones: dict[str, str]) -> Baked:
+    """`baked` with the source's planted feet held still on the target's floor (retarget/feet.py); where that
+    cannot be done (no contacts, no legs mapped) `baked` as it was and one line on the console saying why."""
+    from . import feet
+
+    reason = feet.skip_reason(baked, source.contacts)
+    if reason is not None:
+        print(f"Mimic: {reason}")
+        return baked
+    return feet.plant(baked, rig, bone_map, joint_bones, source.contacts, source.fps)[0]
