@@ -23,9 +23,11 @@ from core.lift.tcn import DEFAULT_WEIGHTS, TcnLifter, infer
 from core.common.motionfile import Motion
 from core.scipy_rotations import to_wxyz
 from core.common.skeleton import humanoid
+from core.common.errors import WeightsMissing
 from training.metrics import align, mpjpe, pa_mpjpe
 from training.mocap import bvh_keypoints, load_mocap
-from training.train import Augment, Synth, TrainConfig, split_files, train
+from training.train import (Augment, ChunkSampler, Synth, TrainConfig, balance_weights, motion_kind,
+                            split_files, train)
 
 LAYOUT = lifter_layout()
 
@@ -243,6 +245,42 @@ def test_training_smoke_loss_falls_and_weights_load(bvh_set: Path, tmp_path: Pat
     assert model.receptive_field() == 9 and meta["keypoints"] == list(LAYOUT.names)
     assert meta["evaluation"]["clean"]["frames"] == 90
     assert load_mocap(bvh_set, tmp_path / "cache").keypoints.shape == (270, 23, 3)  # cached
+
+
+def test_training_resumes_where_it_stopped(bvh_set: Path, tmp_path: Path) -> None:
+    """An 80-step budget trained as a session of 30 steps, then --resume to the end, ends with the very weights of
+    one uninterrupted run (model, optimiser, step and random generators all come back from the checkpoint); a
+    damaged checkpoint says to start afresh."""
+    def config(name: str, resume: bool, session_steps: int = 0) -> TrainConfig:
+        return TrainConfig(data=bvh_set, out=tmp_path / f"{name}.pt", cache=tmp_path / "cache", minutes=0.0,
+                           max_steps=80, batch=8, chunk=8, filter_widths=(3, 3), channels=32, val_styles=("held",),
+                           eval_cameras=1, log_every_s=1e9, checkpoint_every_s=1e9, resume=resume, threads=1,
+                           session_steps=session_steps)
+
+    train(config("whole", False), log=lambda _: None)
+    assert train(config("split", False, session_steps=30), log=lambda _: None) == {"paused": True, "steps": 30}
+    assert config("split", False).checkpoint.is_file()
+    logged: list[str] = []
+    results = train(config("split", True), log=logged.append)
+    assert any("resumed" in m and "step 30" in m for m in logged) and results["steps"] == 80
+    whole, split = load_weights(tmp_path / "whole.pt")[0], load_weights(tmp_path / "split.pt")[0]
+    for (name, a), b in zip(whole.state_dict().items(), split.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+    config("split", True).checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsMissing, match="start afresh"):
+        train(config("split", True), log=lambda _: None)
+
+
+def test_balanced_sampling_draws_rare_kinds_more_often(bvh_set: Path, tmp_path: Path) -> None:
+    """Motion kinds come from file names; --balance 1 gives every kind the same share of chunks, 0 every frame."""
+    assert motion_kind("dataset-1_bow_proud_001.bvh") == "bow" and motion_kind("131_01.bvh") == "131"
+    assert motion_kind("walk_a_001.bvh") == "walk"
+    data = load_mocap(bvh_set, tmp_path / "cache")
+    data.names[0] = "bow_a_001.bvh"  # one file of three is now another kind
+    for power, share in ((0.0, 1 / 3), (1.0, 1 / 2)):
+        weights = balance_weights(data, power) if power else None
+        sampler = ChunkSampler(data, 5, (1.0, 1.0), 0, weights)
+        assert abs(sampler.file_p[0] - share) < 1e-9
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:

@@ -11,6 +11,16 @@ frames, left/right leg swaps), and most chunks also get a stand-in for MediaPipe
 kinds of error (Synth.hint). Targets are in camera axes, as in VideoPose3D. Whole files are held out for validation
 (a style, plus a fixed 5% of files by name hash); the evaluation uses cameras drawn from a separate seed, with clean
 2D, noisy 2D, and noisy 2D with the 3D stand-in.
+
+Training is resumable: every few minutes the model, the optimiser, the step, the time spent and the random
+generators go to a checkpoint (<cache>/checkpoints/<out name>.ckpt); `--resume` continues from it (the learning-rate
+schedule runs over the whole budget, whatever the runs: `--minutes 48 --session-minutes 16 --resume` three times
+trains as one 48-minute run would, and a run killed part-way loses only the minutes since its last checkpoint). `--init W`
+starts from trained weights W instead of random ones (fine-tuning). `--balance A` draws chunks with each frame's
+chance proportional to (frames of its motion kind)^-A (`motion_kind`): 0 = every frame alike; 0.5 lets the rare kinds
+(bows, kicks, dances: under 1 % of the frames) be seen about five times as often.
+
+    python -m training.train --data ../shared/data/mocap --out W.pt --minutes 48 --resume   # run it again to go on
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import numpy as np
 import torch
 
 from core.common.atomic import atomic_path
+from core.common.errors import WeightsMissing
 from core.lift.layout import NECK, PELVIS, Layout, lifter_layout
 from core.lift.model import TemporalModel, add_centred, load_weights, save_weights
 from core.lift.normalize import INPUT_CHANNELS
@@ -121,6 +132,16 @@ class TrainConfig:
     checkpoint_every_s: float = 300.0
     eval_cameras: int = 2
     augment: Augment = field(default_factory=Augment)
+    balance: float = 0.0
+    init: Path | None = None
+    resume: bool = False
+    session_minutes: float = 0.0
+    session_steps: int = 0
+
+    @property
+    def checkpoint(self) -> Path:
+        """Where the resumable state of a run writing `out` lives."""
+        return self.cache / "checkpoints" / f"{Path(self.out).stem}.ckpt"
 
 
 def split_files(names: list[str], val_styles: tuple[str, ...] = DEFAULT_VAL_STYLES) -> tuple[list[int], list[int]]:
@@ -363,21 +384,43 @@ def _rotvec_matrix(r: torch.Tensor) -> torch.Tensor:
     return torch.eye(3).expand_as(skew) + s * skew + (1.0 - c) * skew @ skew
 
 
-class ChunkSampler:
-    """Random chunks of `length` frames from a MocapSet at random playback speeds, edge-clamped within a file."""
+def motion_kind(name: str) -> str:
+    """A mocap file's kind of motion from its name: the first underscore-separated token that is not a dataset tag
+    (dataset-…) or a number ("dataset-1_bow_proud_001.bvh" -> "bow", "131_01.bvh" -> "131")."""
+    tokens = [t for t in Path(name).stem.split("_") if t]
+    kept = [t for t in tokens if not t.startswith("dataset") and not t.isdigit()]
+    return (kept or tokens or [name])[0]
 
-    def __init__(self, data: MocapSet, length: int, speed: tuple[float, float], seed: int) -> None:
+
+def balance_weights(data: MocapSet, power: float) -> np.ndarray:
+    """(files,) chance of drawing a frame of each file, proportional to (frames of its motion kind)^-power."""
+    lengths = np.diff(data.starts).astype(np.float64)
+    kinds = [motion_kind(n) for n in data.names]
+    total: dict[str, float] = {}
+    for k, n in zip(kinds, lengths):
+        total[k] = total.get(k, 0.0) + n
+    return np.array([total[k] ** -power for k in kinds])
+
+
+class ChunkSampler:
+    """Random chunks of `length` frames from a MocapSet at random playback speeds, edge-clamped within a file; with
+    `file_weights` (files,) each frame's chance is its file's weight (else every frame alike)."""
+
+    def __init__(self, data: MocapSet, length: int, speed: tuple[float, float], seed: int,
+                 file_weights: np.ndarray | None = None) -> None:
         self.kp = torch.from_numpy(np.ascontiguousarray(data.keypoints, dtype=np.float32))
         self.starts = data.starts
         self.length = length
         self.speed = speed
         self.rng = np.random.default_rng(seed)
+        lengths = np.diff(self.starts).astype(np.float64)
+        mass = lengths * (1.0 if file_weights is None else np.asarray(file_weights, dtype=np.float64))
+        self.file_p = mass / mass.sum()
 
     def __call__(self, batch: int) -> torch.Tensor:
-        n = int(self.starts[-1])
-        centre = self.rng.integers(0, n, batch)
-        f = np.searchsorted(self.starts, centre, side="right") - 1
+        f = self.rng.choice(len(self.file_p), batch, p=self.file_p)
         lo, hi = self.starts[f], self.starts[f + 1] - 1
+        centre = lo + self.rng.integers(0, hi - lo + 1)
         speed = np.exp(self.rng.uniform(np.log(self.speed[0]), np.log(self.speed[1]), batch))
         pos = centre[:, None] + speed[:, None] * (np.arange(self.length) - self.length // 2)[None]
         pos = np.clip(pos, lo[:, None], hi[:, None])
@@ -438,22 +481,36 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         f"({time.monotonic() - t0:.0f} s)")
     model = TemporalModel(layout.num_keypoints, INPUT_CHANNELS + 2, cfg.filter_widths, cfg.channels, cfg.dropout)
     rf = model.receptive_field()
-    sampler = ChunkSampler(trainset, cfg.chunk + rf - 1, cfg.augment.speed, cfg.seed)
+    if cfg.init is not None:
+        model.load_state_dict(load_weights(cfg.init)[0].state_dict())
+        log(f"starting from {cfg.init}")
+    weights = balance_weights(trainset, cfg.balance) if cfg.balance > 0 else None
+    sampler = ChunkSampler(trainset, cfg.chunk + rf - 1, cfg.augment.speed, cfg.seed, weights)
     synth = Synth(layout, cfg.augment)
     g = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
     log(f"model: {sum(p.numel() for p in model.parameters())} parameters, receptive field {rf} frames")
     budget = cfg.minutes * 60.0
-    start = last_log = last_ckpt = time.monotonic()
-    step, seen, losses = 0, 0, []
+    step, seen, losses, spent = 0, 0, [], 0.0
+    if cfg.resume and cfg.checkpoint.is_file():
+        step, seen, spent = load_checkpoint(cfg.checkpoint, model, opt, sampler, g)
+        log(f"resumed {cfg.checkpoint}: step {step}, {spent / 60:.1f} of {cfg.minutes:.0f} min spent")
+    start = last_log = last_ckpt = time.monotonic() - spent
     meta = {"keypoints": list(layout.names), "fps": data.fps, "train_files": len(train_idx),
             "val_files": len(val_idx), "train_frames": int(len(trainset.keypoints)), "config": _jsonable(cfg)}
     model.train()
+    session_start, session_step = time.monotonic(), step
     while True:
         elapsed = time.monotonic() - start
         frac = min(1.0, elapsed / budget) if budget > 0 else step / max(cfg.max_steps, 1)
         if (budget > 0 and elapsed >= budget) or (cfg.max_steps and step >= cfg.max_steps):
             break
+        if ((cfg.session_minutes and time.monotonic() - session_start >= 60.0 * cfg.session_minutes)
+                or (cfg.session_steps and step - session_step >= cfg.session_steps)):
+            save_weights(cfg.out, model, {**meta, "steps": step, "checkpoint": True})
+            save_checkpoint(cfg.checkpoint, model, opt, sampler, g, step, seen, elapsed)
+            log(f"paused at step {step}, {elapsed / 60:.1f} of {cfg.minutes:.0f} min; run again with --resume")
+            return {"paused": True, "steps": step}
         for group in opt.param_groups:
             group["lr"] = cfg.lr * (cfg.lr_end / cfg.lr) ** frac
         model.set_bn_momentum(0.1 * (0.001 / 0.1) ** frac)
@@ -481,7 +538,9 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
             last_log = now
         if now - last_ckpt >= cfg.checkpoint_every_s:
             save_weights(cfg.out, model, {**meta, "steps": step, "checkpoint": True})
+            save_checkpoint(cfg.checkpoint, model, opt, sampler, g, step, seen, now - start)
             last_ckpt = now
+    save_checkpoint(cfg.checkpoint, model, opt, sampler, g, step, seen, time.monotonic() - start)
     minutes = (time.monotonic() - start) / 60.0
     model.eval()
     meta.update({"steps": step, "frames_seen": seen, "train_minutes": round(minutes, 2), "checkpoint": False})
@@ -495,6 +554,34 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
     _write_json(Path(str(cfg.out) + ".eval.json"), results)
     log(json.dumps(results, indent=1, default=float))
     return results
+
+
+def save_checkpoint(path: Path, model: TemporalModel, opt: torch.optim.Optimizer, sampler: ChunkSampler,
+                    g: torch.Generator, step: int, seen: int, spent_s: float) -> None:
+    """Everything a run needs to go on where it stopped, written atomically (weights-only loadable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "seen": seen,
+             "spent_s": float(spent_s), "sampler_rng": json.dumps(sampler.rng.bit_generator.state),
+             "torch_rng": g.get_state(), "global_rng": torch.get_rng_state()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, model: TemporalModel, opt: torch.optim.Optimizer, sampler: ChunkSampler,
+                    g: torch.Generator) -> tuple[int, int, float]:
+    """Restore a save_checkpoint state into the run's objects; returns step, frames seen and seconds spent. A
+    damaged or foreign checkpoint is a WeightsMissing that says to start afresh."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sampler.rng.bit_generator.state = json.loads(state["sampler_rng"])
+        g.set_state(state["torch_rng"])
+        torch.set_rng_state(state["global_rng"])  # dropout's
+        return int(state["step"]), int(state["seen"]), float(state["spent_s"])
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
+        raise WeightsMissing(f"The training checkpoint {path} is damaged or from another model "
+                             f"({type(exc).__name__}).", "Delete it to start afresh, or run without --resume.") from exc
 
 
 def _jsonable(cfg: TrainConfig) -> dict[str, Any]:
@@ -525,13 +612,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-cameras", type=int, default=2)
     p.add_argument("--limb-turn-p", type=float, default=Augment.limb_turn_p,
                    help="chance of turning each limb and the upper body away from the mocap pose (0: off)")
+    p.add_argument("--balance", type=float, default=0.0,
+                   help="draw frames with chance (frames of their motion kind)^-BALANCE (0: all alike; 0.5: rare "
+                        "kinds such as bows and kicks about five times as often)")
+    p.add_argument("--init", type=Path, default=None, help="start from these trained weights (fine-tuning)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on from this --out's checkpoint (<cache>/checkpoints/), if there is one")
+    p.add_argument("--session-minutes", type=float, default=0.0,
+                   help="stop this run after so many minutes (checkpointed; --resume goes on); 0: train to the end")
     p.add_argument("--eval-only", action="store_true", help="evaluate the weights at --out on the held-out files")
     a = p.parse_args(argv)
     cfg = TrainConfig(data=a.data, out=a.out, cache=a.cache, minutes=a.minutes if not a.steps else 0.0,
                       max_steps=a.steps, batch=a.batch, chunk=a.chunk, lr=a.lr,
                       filter_widths=tuple(int(w) for w in a.widths.split(",")), channels=a.channels,
                       val_styles=tuple(s for s in a.val_styles.split(",") if s), seed=a.seed, threads=a.threads,
-                      eval_cameras=a.eval_cameras, augment=replace(Augment(), limb_turn_p=a.limb_turn_p))
+                      eval_cameras=a.eval_cameras, augment=replace(Augment(), limb_turn_p=a.limb_turn_p),
+                      balance=a.balance, init=a.init, resume=a.resume, session_minutes=a.session_minutes)
     if a.eval_only:
         torch.set_num_threads(cfg.threads)
         model, meta = load_weights(cfg.out)
