@@ -283,6 +283,18 @@ def test_balanced_sampling_draws_rare_kinds_more_often(bvh_set: Path, tmp_path: 
         assert abs(sampler.file_p[0] - share) < 1e-9
 
 
+def test_clips_are_lifted_at_their_own_rate_when_training_covered_it(shipped: TcnLifter) -> None:
+    """Weights trained with playback speeds down to 0.45 take a 60 fps clip whole; weights trained down to 0.7 see
+    it as two interleaved 30 fps phases; 24-30 fps clips are always whole, 240 fps ones always strided."""
+    lifter = TcnLifter.__new__(TcnLifter)
+    lifter.fps = 30.0
+    lifter.slowest = 0.45
+    assert [lifter.stride(f) for f in (24.0, 30.0, 50.0, 59.94, 60.0, 120.0, 240.0)] == [1, 1, 1, 1, 1, 2, 4]
+    lifter.slowest = 0.7
+    assert [lifter.stride(f) for f in (24.0, 30.0, 50.0, 60.0, 120.0)] == [1, 1, 2, 2, 3]
+    assert shipped.stride(0.0) == 1 and shipped.slowest == shipped.meta["config"]["augment"]["speed"][0]
+
+
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     model = TemporalModel(23, 5, (3, 3), 16).eval()
     save_weights(tmp_path / "m.pt", model, {"fps": 30.0})

@@ -610,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-cameras", type=int, default=2)
+    p.add_argument("--speed", type=str, default=",".join(str(v) for v in Augment.speed),
+                   help="playback-speed range LO,HI of the training chunks (0.5 shows 30 fps motion as 60 fps video "
+                        "does)")
     p.add_argument("--limb-turn-p", type=float, default=Augment.limb_turn_p,
                    help="chance of turning each limb and the upper body away from the mocap pose (0: off)")
     p.add_argument("--balance", type=float, default=0.0,
@@ -626,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
                       max_steps=a.steps, batch=a.batch, chunk=a.chunk, lr=a.lr,
                       filter_widths=tuple(int(w) for w in a.widths.split(",")), channels=a.channels,
                       val_styles=tuple(s for s in a.val_styles.split(",") if s), seed=a.seed, threads=a.threads,
-                      eval_cameras=a.eval_cameras, augment=replace(Augment(), limb_turn_p=a.limb_turn_p),
+                      eval_cameras=a.eval_cameras, augment=replace(Augment(), limb_turn_p=a.limb_turn_p,
+                                      speed=tuple(float(v) for v in a.speed.split(","))),
                       balance=a.balance, init=a.init, resume=a.resume, session_minutes=a.session_minutes)
     if a.eval_only:
         torch.set_num_threads(cfg.threads)

@@ -57,8 +57,10 @@ def infer(model: TemporalModel, inputs: np.ndarray, layout: Layout, flip: bool =
 
 
 class TcnLifter:
-    """Lifter "tcn": see the module docstring. Clips far from the training frame rate are lifted in interleaved
-    phases (every s-th frame, s = round(fps / training fps)) so the model always sees its own time scale."""
+    """Lifter "tcn": see the module docstring. A clip is lifted at its own rate when the training's playback speeds
+    cover it (a 60 fps clip shows 30 fps motion at speed 0.5: weights trained with speeds down to 0.5 take it
+    whole); otherwise in interleaved phases (every s-th frame, the smallest s that brings it into that range) so the
+    model always sees a time scale it was trained on."""
 
     name = "tcn"
 
@@ -72,9 +74,17 @@ class TcnLifter:
             raise WeightsMissing(f"Lifter weights {weights} were trained for another keypoint layout.",
                                  "Retrain them with the current rigs/lifter_layout.json: python -m training.train.")
         self.fps = float(self.meta.get("fps", 30.0))
+        speeds = self.meta.get("config", {}).get("augment", {}).get("speed", (0.7, 1.4))
+        self.slowest = float(speeds[0]) if isinstance(speeds, (list, tuple)) and speeds else 0.7
         self.flip = flip
         self.use_hint = use_hint
         self.rays = rays
+
+    def stride(self, fps: float) -> int:
+        """Every how many frames of a clip at `fps` the model sees (1: the clip at its own rate)."""
+        if not fps or fps <= 0 or self.fps / fps >= self.slowest - 1e-6:
+            return 1
+        return max(1, int(np.ceil(self.slowest * fps / self.fps - 1e-6)))
 
     def lift(self, detections: Detections) -> Lifted:
         """(F, 33, 3) keypoints = trajectory + pelvis-relative pose, metres, Mimic axes; NaN and confidence 0 for
@@ -82,7 +92,7 @@ class TcnLifter:
         det = detections
         frames = det.num_frames
         x = detections_to_inputs(det.image, det.world if self.use_hint else None, det.width, det.height, self.layout)
-        stride = max(1, int(round(det.fps / self.fps))) if det.fps and det.fps > 0 else 1
+        stride = self.stride(det.fps)
         pose = np.zeros((frames, self.layout.num_keypoints, 3))
         traj = np.full((frames, 3), np.nan)
         present = np.asarray(det.present, dtype=bool) & np.any(x[..., 2] > 0, axis=-1)
