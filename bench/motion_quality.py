@@ -2,13 +2,14 @@
 both lifters, scored against the exact ground truth, the baseline (MediaPipe's world landmarks) beside ours.
 
 Usage: .venv/bin/python bench/motion_quality.py [--only CLIP ...] [--data .cache/validation] [--reuse]
-       [--json FILE] [--foot-lock auto|grounding|off]
+       [--json FILE] [--foot-lock auto|grounding|off] [--solve clip|frame]
 
-Per clip, `python -m core CLIP.mp4 -o OUT.npz --lifter {tcn,mediapipe} --foot-lock MODE` (detections cached in
-.cache/validation/detections, so the second lifter reuses the first's MediaPipe run; --reuse keeps motion files
-already written). The output animation's landmarks are core.ik.keypoints_from_pose of the motion file (the IK's
-forward model: exactly what the BVH/FBX shows, landmarks placed on the solved skeleton), compared with the truth's
-landmarks (same MediaPipe definitions: bench/render_validation.py):
+Per clip, `python -m core CLIP.mp4 -o OUT.npz --lifter {tcn,mediapipe} --foot-lock MODE --solve SOLVE` (detections
+cached in .cache/validation/detections, so the second lifter reuses the first's MediaPipe run; --reuse keeps motion
+files already written; their names carry the foot-lock mode unless auto, and the solve when --solve is given).
+The output animation's landmarks are core.ik.keypoints_from_pose of the motion file (the IK's forward model:
+exactly what the BVH/FBX shows, landmarks placed on the solved skeleton), compared with the truth's landmarks (same
+MediaPipe definitions: bench/render_validation.py):
 - PA-MPJPE mm: the 12 limb landmarks (shoulders, elbows, wrists, hips, knees, ankles), per-frame similarity
   Procrustes (training.metrics.align).
 - MPJPE mm: the same landmarks relative to the mid-hip, one rotation for the whole clip (the output's world axes
@@ -64,13 +65,15 @@ def _idx(names: tuple[str, ...]) -> list[int]:
     return [NAMES.index(n) for n in names]
 
 
-def run_cli(video: Path, output: Path, lifter: str, cache: Path, foot_lock: str = "auto") -> float:
-    """Run the core CLI on `video` with `lifter` and `foot_lock`, writing the motion file `output`; returns the
-    seconds it took."""
+def run_cli(video: Path, output: Path, lifter: str, cache: Path, foot_lock: str = "auto",
+            solve: str | None = None) -> float:
+    """Run the core CLI on `video` with `lifter`, `foot_lock` and `solve` (None: the core's default), writing the
+    motion file `output`; returns the seconds it took."""
     env = {**os.environ, "MIMIC_CACHE_DIR": str(cache)}
     t0 = time.time()
     done = subprocess.run([sys.executable, "-m", "core", str(video), "-o", str(output), "--lifter", lifter,
-                           "--foot-lock", foot_lock, "--overwrite", "--progress", "none"], cwd=ROOT, env=env,
+                           "--foot-lock", foot_lock, *(["--solve", solve] if solve else []), "--overwrite",
+                           "--progress", "none"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"core failed on {video.name} ({lifter}, exit {done.returncode}): {done.stderr.strip()}")
@@ -187,6 +190,8 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.add_argument("--foot-lock", choices=("auto", "grounding", "off"), default="auto",
                    help="the core's --foot-lock (default auto, the core's default); motion files are kept per mode")
+    p.add_argument("--solve", choices=("clip", "frame"), default=None,
+                   help="the core's --solve (default: the core's default); motion files are kept per choice")
     a = p.parse_args()
     spec = json.loads(SET.read_text(encoding="utf-8"))
     stems = [a.data / f"{c['name']}__{cam}" for c in spec["clips"] for cam in c["cameras"]
@@ -201,10 +206,11 @@ def main() -> int:
         truth = dict(np.load(stem.with_suffix(".npz")))
         rows[stem.name], truths[stem.name], kinds[stem.name] = {}, truth_floor(truth), str(truth["kind"])
         for lifter in LIFTERS:
-            out = outdir / f"{stem.name}.{lifter}{'' if a.foot_lock == 'auto' else '.' + a.foot_lock}.npz"
+            out = outdir / (f"{stem.name}.{lifter}{'' if a.foot_lock == 'auto' else '.' + a.foot_lock}"
+                            f"{'' if a.solve is None else '.' + a.solve}.npz")
             if not (a.reuse and out.is_file()):
                 seconds[f"{stem.name}.{lifter}"] = run_cli(stem.with_suffix(".mp4"), out, lifter,
-                                                           a.data / "detections", a.foot_lock)
+                                                           a.data / "detections", a.foot_lock, a.solve)
                 print(f"{stem.name} {lifter}: {seconds[f'{stem.name}.{lifter}']:.1f} s", flush=True)
             landmarks, fps, floor = output_landmarks(out)
             rows[stem.name][lifter] = score(landmarks, fps, floor, truth)

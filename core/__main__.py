@@ -24,6 +24,7 @@ DEFAULT_OUT_DIR = ROOT / "out"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.clip_solve import MODES as SOLVE_MODES
     from core.foot_lock import MODES as FOOT_LOCK_MODES
     from core.lift import DEFAULT_LIFTER, LIFTERS
     from core.pipeline import ConvertOptions
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--foot-lock", choices=FOOT_LOCK_MODES, default=d.foot_lock,
                    help="planted feet: auto (default) keeps them in place and on the floor while planted, grounding "
                         "keeps them on the floor without holding them in place, off leaves them as solved")
+    p.add_argument("--solve", choices=SOLVE_MODES, default=d.solve,
+                   help="clip: refine the motion with one optimisation over the whole clip (fixed bone lengths, "
+                        "the 2D evidence, planted feet on the floor, smooth; ~4 ms a frame); frame: the per-frame "
+                        f"solve alone (feet slide and bob more) (default {d.solve})")
     p.add_argument("--hands", action="store_true",
                    help="capture the fingers of both hands too (a second pass over the video; see docs/HANDS_FACE.md)")
     p.add_argument("--face", action="store_true",
@@ -172,7 +177,8 @@ def _convert(args: argparse.Namespace, reporter: Reporter) -> int:
                                  overwrite=args.overwrite, use_cache=not args.no_cache,
                                  allow_partial=args.allow_partial,
                                  weights=str(args.weights) if args.weights else None,
-                                 hands=args.hands, face=args.face, foot_lock=args.foot_lock)
+                                 hands=args.hands, face=args.face, foot_lock=args.foot_lock,
+                                 solve=args.solve)
         run = reexport if Path(video).suffix.lower() in MOTION_INPUTS else convert
         motion = run(video, output, options, reporter)
     except (MimicError, KeyboardInterrupt) as exc:

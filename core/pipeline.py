@@ -42,6 +42,8 @@ class ConvertOptions:
     (core.face). Each costs a second pass over the video (docs/HANDS_FACE.md says how much).
     foot_lock: after the solve, "auto" keeps planted feet in place and on the floor, "grounding" keeps them on the
     floor only, "off" leaves the solve as it is (core.foot_lock.MODES).
+    solve: "clip" refines the per-frame IK with one optimisation over the whole clip (core.clip_solve: fixed
+    bones, the 2D evidence, contacts, floor, smoothness), "frame" keeps the per-frame IK (core.clip_solve.MODES).
     """
 
     start_s: float | None = None
@@ -58,6 +60,7 @@ class ConvertOptions:
     hands: bool = False
     face: bool = False
     foot_lock: str = "auto"
+    solve: str = "clip"
 
 
 def check_output_path(output: Path, overwrite: bool) -> None:
@@ -153,7 +156,11 @@ def run(video: Path, options: ConvertOptions = ConvertOptions(), reporter: Repor
     reporter.update(frames)
 
     reporter.stage("solve", frames)
-    motion = foot_lock(solve(keypoints, lifted.confidence, det.fps), options.foot_lock)
+    motion = solve(keypoints, lifted.confidence, det.fps)
+    if options.solve == "clip":
+        from core.clip_solve import clip_solve
+        motion = clip_solve(motion, det.image, det.width, det.height)
+    motion = foot_lock(motion, options.foot_lock)
     reporter.update(frames)
 
     motion.keypoints_2d = det.image
@@ -248,6 +255,10 @@ def run_people(video: Path, options: ConvertOptions = ConvertOptions(),
         lifted.append(lifter.lift(det))
         reporter.update(frames * k)
     motions = _solve_people(video, options, reporter, [d for d, _ in fixed], [s for _, s in fixed], lifted)
+    if options.solve == "clip":  # the people share one camera and floor: it stays as they were placed in
+        from core.clip_solve import DEFAULT, clip_solve
+        shared = replace(DEFAULT, camera=False)
+        motions = [clip_solve(m, d.image, d.width, d.height, shared) for m, (d, _) in zip(motions, fixed)]
     motions = [foot_lock(m, options.foot_lock) for m in motions]
     for k, (det, _) in enumerate(fixed):
         parts = _detect_hands_face(video, det, options, reporter)

@@ -195,7 +195,7 @@ def test_addon_conversion_imports_everyone(cam01_all, tmp_path: Path) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     conversion = Conversion.__new__(Conversion)  # the core's run replaced by its result
     conversion.job = SimpleNamespace(result=lambda: tmp_path / "duet.npz", state=SimpleNamespace(warnings=["w"]))
-    conversion.name, conversion.target, conversion.use_scene_fps = "duet", "", False
+    conversion.name, conversion.target, conversion.use_scene_fps, conversion.use_foot_plant = "duet", "", False, True
     conversion.folder = tmp_path / "work"
     conversion.folder.mkdir()
     result = conversion.finish(bpy.context)

@@ -18,6 +18,7 @@ from core.common.signals import STOP_SIGNALS, stop_on_signals
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.clip_solve import MODES as SOLVE_MODES
     from core.foot_lock import MODES as FOOT_LOCK_MODES
     from core.lift import DEFAULT_LIFTER, LIFTERS
     from core.pipeline import ConvertOptions
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--foot-lock", choices=FOOT_LOCK_MODES, default=d.foot_lock,
                       help="planted feet: auto (default, held in place and on the floor), grounding (on the floor "
                            "only) or off")
+    conv.add_argument("--solve", choices=SOLVE_MODES, default=d.solve,
+                      help="clip (default): one optimisation over the whole clip (planted feet, fixed bones); "
+                           "frame: the per-frame solve alone")
     conv.add_argument("--hands", action="store_true", help="capture the fingers of both hands too")
     conv.add_argument("--face", action="store_true", help="capture facial expressions too")
     conv.add_argument("--no-cache", action="store_true", help="run detection again even if cached")
@@ -102,7 +106,8 @@ def config(args: argparse.Namespace) -> "Config":  # noqa: F821
                              cutoff_hz=args.cutoff, max_gap_s=args.max_gap, units=args.units, overwrite=True,
                              use_cache=not args.no_cache, allow_partial=args.allow_partial,
                              weights=str(args.weights.resolve()) if args.weights else None,
-                             hands=args.hands, face=args.face, foot_lock=args.foot_lock)
+                             hands=args.hands, face=args.face, foot_lock=args.foot_lock,
+                             solve=args.solve)
     return Config(input=args.input.resolve(), output=args.output.resolve(), formats=formats, options=options,
                   workers=args.workers, retries=args.retries, resume=args.resume, overwrite=args.overwrite,
                   ray=args.ray, blender=args.blender, rig=rig, use_gpu=args.use_gpu, progress=args.progress)
