@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.common import legs as leg_ik
 from core.common import rotations as quat
 from core.common.motionfile import Motion
 
 MODES = ("auto", "off", "grounding")
-EPS = 1e-12  # lengths below this count as this (no NaN from a zero vector)
 DEFAULT_MODE = "auto"
 
 
@@ -134,56 +134,24 @@ def _sole_height(motion: Motion) -> float:
     return float(rest[feet, 1].min())
 
 
-def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) inclusive of every run of True in a 1-D mask."""
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
-
-
 def _targets(ankles: np.ndarray, below: np.ndarray, contacts: np.ndarray, fps: float, mode: str,
              floor: float | None, sole: float, settings: FootLockSettings) -> np.ndarray:
     """(F, n_legs, 3) ankle targets, metres: locked (auto) and grounded while planted, the corrections carried
-    smoothly across the swings between contacts (`_carry`), and never with the foot below the floor."""
+    smoothly across the swings between contacts (`core.common.legs.carry`), and never with the foot below the floor."""
     out = ankles.copy()
     fade = max(1, int(round(settings.fade_s * fps)))
     for leg in range(ankles.shape[1]):
-        ankle, segments = ankles[:, leg], _segments(contacts[:, leg])
+        ankle, segments = ankles[:, leg], leg_ik.segments(contacts[:, leg])
         planted = ankle.copy()
         for start, end in segments:
             if mode == "auto":
                 planted[start:end + 1] = np.median(ankle[start:end + 1], axis=0)
             if floor is not None:
                 planted[start:end + 1, 1] = floor + sole + below[start:end + 1, leg]
-        target = ankle + _carry(planted - ankle, segments, fade)
+        target = ankle + leg_ik.carry(planted - ankle, segments, fade)
         if floor is not None:
             target[:, 1] = np.maximum(target[:, 1], floor + sole + below[:, leg])
         out[:, leg] = target
-    return out
-
-
-def _carry(correction: np.ndarray, segments: list[tuple[int, int]], fade: int) -> np.ndarray:
-    """correction (F, D) kept on the segments' frames and carried across the frames between them: from one
-    segment's last value to the next one's first (smoothstep) over gaps shorter than 2·fade frames, faded out and in
-    over `fade` frames across longer gaps, before the first segment and after the last."""
-    frames = correction.shape[0]
-    out = np.zeros_like(correction)
-    for start, end in segments:
-        out[start:end + 1] = correction[start:end + 1]
-    edges: list[tuple[int, int] | None] = [None, *segments, None]
-    for prev, after in zip(edges[:-1], edges[1:]):
-        lo = 0 if prev is None else prev[1] + 1
-        hi = frames if after is None else after[0]
-        if hi <= lo:
-            continue
-        f = np.arange(lo, hi)
-        if prev is not None and after is not None and hi - lo < 2 * fade:
-            s = quat.smoothstep((f - lo + 1) / (hi - lo + 1.0))[:, None]
-            out[lo:hi] = correction[lo - 1] + s * (correction[hi] - correction[lo - 1])
-            continue
-        if prev is not None:
-            out[lo:hi] += correction[lo - 1] * quat.smoothstep(1.0 - (f - lo + 1) / (fade + 1.0))[:, None]
-        if after is not None:
-            out[lo:hi] += correction[hi] * quat.smoothstep(1.0 - (hi - f) / (fade + 1.0))[:, None]
     return out
 
 
@@ -195,11 +163,11 @@ def _heading_turns(feet: np.ndarray, contacts: np.ndarray, fade: int, limit: flo
     heading = np.unwrap(np.arctan2(forward[..., 0], forward[..., 2]), axis=0)
     out = np.zeros(contacts.shape)
     for leg in range(contacts.shape[1]):
-        segments = _segments(contacts[:, leg])
+        segments = leg_ik.segments(contacts[:, leg])
         held = heading[:, leg].copy()
         for start, end in segments:
             held[start:end + 1] = np.median(heading[start:end + 1, leg])
-        out[:, leg] = _carry((held - heading[:, leg])[:, None], segments, fade)[:, 0]
+        out[:, leg] = leg_ik.carry((held - heading[:, leg])[:, None], segments, fade)[:, 0]
     return np.clip(out, -limit, limit)
 
 
@@ -222,16 +190,7 @@ def _leg_ik(motion: Motion, legs: np.ndarray, targets: np.ndarray, turns: np.nda
     l1 = np.linalg.norm(sk.offsets[legs[:, 1]], axis=-1)
     l2 = np.linalg.norm(sk.offsets[legs[:, 2]], axis=-1)
     longest = reach * (l1 + l2)
-    d = targets - hips
-    flat = np.linalg.norm(d[..., [0, 2]], axis=-1)
-    need = -d[..., 1] - np.sqrt(np.maximum(longest ** 2 - flat ** 2, 0.0))  # how far the hips must go down
-    need = np.where(flat < longest, need, 0.0)  # out of reach sideways: going down would not help
-    drop = np.clip(need.max(axis=1), 0.0, max_drop)
-    if smooth > 0:  # a moving mean of the moving maximum: smooth, and never less than needed
-        from scipy.ndimage import maximum_filter1d, uniform_filter1d
-
-        size = 2 * smooth + 1
-        drop = uniform_filter1d(maximum_filter1d(drop, size, mode="nearest"), size, mode="nearest")
+    drop = leg_ik.smooth_drop(leg_ik.hips_drop(targets, hips, longest, 1, max_drop), smooth)
     root[:, 1] -= drop
     down = drop[:, None, None] * np.array([0.0, 1.0, 0.0])
     hips, knees, ankles = hips - down, knees - down, ankles - down
@@ -240,21 +199,11 @@ def _leg_ik(motion: Motion, legs: np.ndarray, targets: np.ndarray, turns: np.nda
         rows = np.flatnonzero(moved[:, leg])
         if rows.size == 0:
             continue
-        h, k, a, t = hips[rows, leg], knees[rows, leg], ankles[rows, leg], targets[rows, leg]
-        pole_old = _pole(h, k, a, glob[rows, upper])
-        axis = t - h
-        dist = np.clip(np.linalg.norm(axis, axis=-1), abs(l1[leg] - l2[leg]) + 1e-6, longest[leg])
-        u = quat.unit(axis, EPS)
-        pole = quat.unit(pole_old - np.sum(pole_old * u, -1, keepdims=True) * u, EPS)
-        cos = np.clip((l1[leg] ** 2 + dist ** 2 - l2[leg] ** 2) / (2 * l1[leg] * dist), -1.0, 1.0)
-        k_new = h + l1[leg] * (cos[:, None] * u + np.sqrt(1 - cos ** 2)[:, None] * pole)
-        a_new = h + dist[:, None] * u
-        n_old = np.cross(quat.unit(a - h, EPS), pole_old)
-        n_new = np.cross(u, pole)
-        turn_upper = quat.basis(k_new - h, n_new, EPS) @ np.swapaxes(quat.basis(k - h, n_old, EPS), -1, -2)
-        turn_lower = quat.basis(a_new - k_new, n_new, EPS) @ np.swapaxes(quat.basis(a - k, n_old, EPS), -1, -2)
-        g_upper = quat.multiply(quat.from_matrix(turn_upper), glob[rows, upper])
-        g_lower = quat.multiply(quat.from_matrix(turn_lower), glob[rows, lower])
+        forward = quat.rotate(glob[rows, upper], [0.0, 0.0, 1.0])  # the thigh's, for a straight leg
+        turn_upper, turn_lower, _, _ = leg_ik.two_bone(hips[rows, leg], knees[rows, leg], ankles[rows, leg],
+                                                     targets[rows, leg], forward, l1[leg], l2[leg], longest[leg])
+        g_upper = quat.multiply(turn_upper, glob[rows, upper])
+        g_lower = quat.multiply(turn_lower, glob[rows, lower])
         local = np.stack([quat.multiply(quat.inverse(glob[rows, sk.parents[upper]]), g_upper),
                           quat.multiply(quat.inverse(g_upper), g_lower),
                           quat.multiply(quat.inverse(g_lower), quat.multiply(_about_y(turns[rows, leg]),
@@ -263,15 +212,3 @@ def _leg_ik(motion: Motion, legs: np.ndarray, targets: np.ndarray, turns: np.nda
         local = quat.normalize(local) * np.where(np.sum(local * old, -1, keepdims=True) < 0, -1.0, 1.0)
         rotations[rows[:, None], [upper, lower, foot]] = local  # in the original's hemisphere: as continuous
     return rotations, root, drop
-
-
-def _pole(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """(N, 3) unit direction the knee points to, across the hip-to-ankle line; for a straight leg, the thigh's
-    forward axis (+Z at rest) stands in."""
-    axis = quat.unit(ankle - hip, EPS)
-    bent = knee - hip
-    bent = bent - np.sum(bent * axis, -1, keepdims=True) * axis
-    forward = quat.rotate(upper, [0.0, 0.0, 1.0])
-    forward = forward - np.sum(forward * axis, -1, keepdims=True) * axis
-    straight = np.linalg.norm(bent, axis=-1, keepdims=True) < 1e-4
-    return quat.unit(np.where(straight, forward, bent), EPS)

@@ -325,3 +325,24 @@ def test_unit_basis_and_smoothstep() -> None:
     assert np.allclose(frames @ np.swapaxes(frames, -1, -2), np.eye(3), atol=1e-12)
     assert np.allclose(np.linalg.det(frames), 1.0) and np.allclose(frames[..., 0], quat.unit(v))
     assert np.allclose(quat.smoothstep(np.array([-1.0, 0.0, 0.5, 1.0, 2.0])), [0.0, 0.0, 0.5, 1.0, 1.0])
+
+
+def test_planted_foot_helpers_are_one_place_for_core_and_addon() -> None:
+    """core/common/legs.py: contact spans, the hips drop smoothed without scipy (as scipy's moving max then mean),
+    and the two-bone IK reaching a target within reach with the bones' lengths kept."""
+    from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
+    from core.common import legs
+
+    assert legs.segments(np.array([0, 1, 1, 0, 1], dtype=bool)) == [(1, 2), (4, 4)]
+    drop = np.random.default_rng(0).random(50) * (np.arange(50) % 7 == 0)
+    smooth = legs.smooth_drop(drop, 3)
+    assert np.allclose(smooth, uniform_filter1d(maximum_filter1d(drop, 7, mode="nearest"), 7, mode="nearest"))
+    assert np.all(smooth >= drop - 1e-12)
+    hip, knee, ankle = np.array([[0.0, 1.0, 0.0]]), np.array([[0.0, 0.55, 0.05]]), np.array([[0.0, 0.1, 0.0]])
+    target = np.array([[0.2, 0.25, 0.1]])
+    up, low, knee_new, ankle_new = legs.two_bone(hip, knee, ankle, target, np.array([[0.0, 0.0, 1.0]]),
+                                                 float(np.linalg.norm(knee - hip)),
+                                                 float(np.linalg.norm(ankle - knee)), 0.9)
+    assert np.allclose(ankle_new, target) and np.isclose(np.linalg.norm(knee_new - hip), np.linalg.norm(knee - hip))
+    assert np.isclose(np.linalg.norm(ankle_new - knee_new), np.linalg.norm(ankle - knee))
