@@ -2,7 +2,7 @@
 both lifters, scored against the exact ground truth, the baseline (MediaPipe's world landmarks) beside ours.
 
 Usage: .venv/bin/python bench/motion_quality.py [--only CLIP ...] [--data .cache/validation] [--reuse]
-       [--json FILE] [--foot-lock auto|grounding|off] [--solve clip|frame]
+       [--json FILE] [--foot-lock auto|grounding|off] [--solve clip|frame] [--weights FILE.pt]
 
 Per clip, `python -m core CLIP.mp4 -o OUT.npz --lifter {tcn,mediapipe} --foot-lock MODE --solve SOLVE` (detections
 cached in .cache/validation/detections, so the second lifter reuses the first's MediaPipe run; --reuse keeps motion
@@ -66,13 +66,14 @@ def _idx(names: tuple[str, ...]) -> list[int]:
 
 
 def run_cli(video: Path, output: Path, lifter: str, cache: Path, foot_lock: str = "auto",
-            solve: str | None = None) -> float:
-    """Run the core CLI on `video` with `lifter`, `foot_lock` and `solve` (None: the core's default), writing the
-    motion file `output`; returns the seconds it took."""
+            solve: str | None = None, weights: Path | None = None) -> float:
+    """Run the core CLI on `video` with `lifter`, `foot_lock`, `solve` (None: the core's default) and the tcn
+    lifter's `weights` (None: the shipped ones), writing the motion file `output`; returns the seconds it took."""
     env = {**os.environ, "MIMIC_CACHE_DIR": str(cache)}
     t0 = time.time()
     done = subprocess.run([sys.executable, "-m", "core", str(video), "-o", str(output), "--lifter", lifter,
-                           "--foot-lock", foot_lock, *(["--solve", solve] if solve else []), "--overwrite",
+                           "--foot-lock", foot_lock, *(["--solve", solve] if solve else []),
+                           *(["--weights", str(weights)] if weights and lifter == "tcn" else []), "--overwrite",
                            "--progress", "none"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -192,6 +193,8 @@ def main() -> int:
                    help="the core's --foot-lock (default auto, the core's default); motion files are kept per mode")
     p.add_argument("--solve", choices=("clip", "frame"), default=None,
                    help="the core's --solve (default: the core's default); motion files are kept per choice")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="the tcn lifter's weights (default: the shipped ones); motion files are kept per file name")
     a = p.parse_args()
     spec = json.loads(SET.read_text(encoding="utf-8"))
     stems = [a.data / f"{c['name']}__{cam}" for c in spec["clips"] for cam in c["cameras"]
@@ -207,10 +210,11 @@ def main() -> int:
         rows[stem.name], truths[stem.name], kinds[stem.name] = {}, truth_floor(truth), str(truth["kind"])
         for lifter in LIFTERS:
             out = outdir / (f"{stem.name}.{lifter}{'' if a.foot_lock == 'auto' else '.' + a.foot_lock}"
-                            f"{'' if a.solve is None else '.' + a.solve}.npz")
+                            f"{'' if a.solve is None else '.' + a.solve}"
+                            f"{'' if a.weights is None or lifter != 'tcn' else '.' + a.weights.stem}.npz")
             if not (a.reuse and out.is_file()):
                 seconds[f"{stem.name}.{lifter}"] = run_cli(stem.with_suffix(".mp4"), out, lifter,
-                                                           a.data / "detections", a.foot_lock, a.solve)
+                                                           a.data / "detections", a.foot_lock, a.solve, a.weights)
                 print(f"{stem.name} {lifter}: {seconds[f'{stem.name}.{lifter}']:.1f} s", flush=True)
             landmarks, fps, floor = output_landmarks(out)
             rows[stem.name][lifter] = score(landmarks, fps, floor, truth)
