@@ -84,6 +84,8 @@ def build_parser(prog: str = "mimic-batch") -> argparse.ArgumentParser:
     p.add_argument("--lifter", choices=("tcn", "mediapipe"), default=None, help="2D->3D lifter (default: the core's)")
     p.add_argument("--foot-lock", choices=("auto", "grounding", "off"), default="auto",
                    help="planted feet: auto (held in place and on the floor), grounding (on the floor only) or off")
+    p.add_argument("--solve", choices=("clip", "frame"), default="clip",
+                   help="clip (default): one optimisation over the whole clip; frame: each frame on its own")
     p.add_argument("--hands", action="store_true", help="capture the fingers of both hands too")
     p.add_argument("--face", action="store_true", help="capture facial expressions too (keyed on shape keys)")
     p.add_argument("--python", default="", metavar="PATH",
@@ -230,7 +232,8 @@ def run_batch(args: argparse.Namespace) -> list[ClipResult]:
     rig = Rig(args.rig)
     python = find_python(default_python(args.python))
     options = CoreOptions(start_s=args.start, end_s=args.end, person=str(args.person), cutoff_hz=args.cutoff,
-                          lifter=args.lifter, use_hands=args.hands, use_face=args.face, foot_lock=args.foot_lock)
+                          lifter=args.lifter, use_hands=args.hands, use_face=args.face, foot_lock=args.foot_lock,
+                          solve=args.solve)
     results = [ClipResult(clip, outputs_for(clip, args.output, args.formats)) for clip in clips]
     stems = Counter(clip.stem for clip in clips)
     pending: list[ClipResult] = []

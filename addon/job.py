@@ -44,7 +44,7 @@ class CoreOptions:
     """The core CLI's options. start_s/end_s: seconds (None = clip start/end). person: "largest", "left", "right"
     or an index counted from the left. cutoff_hz: smoothing low-pass cutoff, 0 = off. lifter: None = default.
     use_hands / use_face: capture fingers / facial expressions too (each a second pass over the video).
-    foot_lock: "auto", "grounding" or "off" (core.foot_lock)."""
+    foot_lock: "auto", "grounding" or "off" (core.foot_lock). solve: "clip" or "frame" (core.clip_solve)."""
 
     start_s: float | None = None
     end_s: float | None = None
@@ -55,6 +55,7 @@ class CoreOptions:
     use_hands: bool = False
     use_face: bool = False
     foot_lock: str = "auto"
+    solve: str = "clip"
 
     def to_args(self) -> list[str]:
         args: list[str] = []
@@ -68,7 +69,7 @@ class CoreOptions:
         if self.overwrite:
             args.append("--overwrite")
         args += ["--hands"] * self.use_hands + ["--face"] * self.use_face
-        args += ["--foot-lock", self.foot_lock]
+        args += ["--foot-lock", self.foot_lock, "--solve", self.solve]
         return args
 
 

@@ -46,6 +46,11 @@ class ImportSettings:
         ("GROUNDING", "Grounding", "Feet stay on the floor, never below it, but are not held in place"),
         ("OFF", "Off", "Feet as solved from the video"),
     ), default="AUTO")
+    solve: EnumProperty(name="Solve", description="How the skeleton is fitted to the video", items=(
+        ("CLIP", "Whole Clip", "One optimisation over the whole clip: fixed bone lengths, the 2D fitted, planted feet "
+                               "held on the floor, knees and elbows as hinges (about 4 ms a frame)"),
+        ("FRAME", "Per Frame", "Each frame solved on its own (feet slide and bob more)"),
+    ), default="CLIP")
     use_hands: BoolProperty(name="Fingers", default=False,
                             description="Capture the fingers of both hands too: a second pass over the video "
                                         "(see the cost below the options)")
@@ -66,7 +71,7 @@ class ImportSettings:
         start, end = (self.start_s, self.end_s) if self.use_range else (None, None)
         return CoreOptions(start_s=start, end_s=end, person=person, cutoff_hz=self.cutoff_hz,
                            lifter=self.lifter.lower(), use_hands=self.use_hands, use_face=self.use_face,
-                           foot_lock=self.foot_lock.lower())
+                           foot_lock=self.foot_lock.lower(), solve=self.solve.lower())
 
 
 #: The names ImportSettings defines, in order.

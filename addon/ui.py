@@ -37,6 +37,7 @@ class MIMIC_PT_main(bpy.types.Panel):
         layout.prop(settings, "lifter")
         layout.prop(settings, "cutoff_hz")
         layout.prop(settings, "foot_lock")
+        layout.prop(settings, "solve")
         col = layout.column(heading="Capture", align=True)
         col.prop(settings, "use_hands")
         col.prop(settings, "use_face")

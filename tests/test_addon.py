@@ -510,20 +510,22 @@ def test_panel_settings_become_core_arguments(ext) -> None:
     settings = bpy.context.scene.mimic
     job = submodule(ext, "job")
     keep = (settings.use_range, settings.start_s, settings.end_s, settings.person, settings.person_index,
-            settings.cutoff_hz, settings.lifter)
+            settings.cutoff_hz, settings.lifter, settings.solve)
     try:
         settings.use_range, settings.person, settings.cutoff_hz = False, "LEFT", 0.0
         argv = job.core_command("py", "/v.mp4", "/o.npz", settings.core_options())
         assert argv[:8] == ["py", "-m", "core", "/v.mp4", "-o", "/o.npz", "--progress", "json"]
         assert "--start" not in argv and argv[argv.index("--person") + 1] == "left"
         assert argv[argv.index("--cutoff") + 1] == "0" and argv[argv.index("--lifter") + 1] == "tcn"
+        assert argv[argv.index("--solve") + 1] == "clip" and argv[argv.index("--foot-lock") + 1] == "auto"
         settings.use_range, settings.start_s, settings.end_s = True, 1.25, 3.5
         settings.person, settings.person_index, settings.cutoff_hz = "INDEX", 2, 4.5
-        settings.lifter = "MEDIAPIPE"
+        settings.lifter, settings.solve = "MEDIAPIPE", "FRAME"
         argv = job.core_command("py", "/v.mp4", "/o.npz", settings.core_options())
+        assert argv[argv.index("--solve") + 1] == "frame"
         assert argv[argv.index("--start") + 1] == "1.25" and argv[argv.index("--end") + 1] == "3.5"
         assert argv[argv.index("--person") + 1] == "2" and argv[argv.index("--cutoff") + 1] == "4.5"
         assert argv[argv.index("--lifter") + 1] == "mediapipe"
     finally:
         (settings.use_range, settings.start_s, settings.end_s, settings.person, settings.person_index,
-         settings.cutoff_hz, settings.lifter) = keep
+         settings.cutoff_hz, settings.lifter, settings.solve) = keep
