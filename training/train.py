@@ -18,7 +18,7 @@ schedule runs over the whole budget, whatever the runs: `--minutes 48 --session-
 trains as one 48-minute run would, and a run killed part-way loses only the minutes since its last checkpoint). `--init W`
 starts from trained weights W instead of random ones (fine-tuning). `--balance A` draws chunks with each frame's
 chance proportional to (frames of its motion kind)^-A (`motion_kind`): 0 = every frame alike; 0.5 lets the rare kinds
-(bows, kicks, dances: under 1 % of the frames) be seen about five times as often.
+(bows, kicks, dances: under 1 % of the frames) be seen about four times as often.
 
     python -m training.train --data ../shared/data/mocap --out W.pt --minutes 48 --resume   # run it again to go on
 """
@@ -617,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="chance of turning each limb and the upper body away from the mocap pose (0: off)")
     p.add_argument("--balance", type=float, default=0.0,
                    help="draw frames with chance (frames of their motion kind)^-BALANCE (0: all alike; 0.5: rare "
-                        "kinds such as bows and kicks about five times as often)")
+                        "kinds such as bows and kicks about four times as often)")
     p.add_argument("--init", type=Path, default=None, help="start from these trained weights (fine-tuning)")
     p.add_argument("--resume", action="store_true",
                    help="go on from this --out's checkpoint (<cache>/checkpoints/), if there is one")
