@@ -9,7 +9,6 @@ expressions takes their maximum. A character without matching shape keys gets a 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from .common import Motion, layer
 from .fcurves import assign_action, key_channels
+from .stored_json import read_dict, write_dict
 
 #: The custom property on the character that holds its edited mapping (JSON: expression -> [shape-key names]).
 FACE_MAP_PROP = "mimic_face_map"
@@ -32,24 +32,15 @@ def default_mapping() -> dict[str, list[str]]:
 
 def stored_mapping(obj: bpy.types.Object | None) -> dict[str, list[str]] | None:
     """The mapping saved on `obj` by the panel, or None."""
-    raw = obj.get(FACE_MAP_PROP) if obj is not None else None
-    if not raw:
-        return None
-    try:
-        data = json.loads(str(raw))
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
+    data = read_dict(obj, FACE_MAP_PROP)
+    if data is None:
         return None
     return {str(k): [str(n) for n in v] for k, v in data.items() if isinstance(v, list)}
 
 
 def store_mapping(obj: bpy.types.Object, mapping: Mapping[str, Sequence[str]] | None) -> None:
     """Save (or with None, forget) the mapping on `obj`; an empty list means "drive nothing"."""
-    if mapping is None:
-        obj.pop(FACE_MAP_PROP, None)
-    else:
-        obj[FACE_MAP_PROP] = json.dumps({k: [n for n in v if n] for k, v in mapping.items()}, ensure_ascii=False)
+    write_dict(obj, FACE_MAP_PROP, None if mapping is None else {k: [n for n in v if n] for k, v in mapping.items()})
 
 
 def mapping_for(character: bpy.types.Object | None) -> dict[str, list[str]]:

@@ -11,6 +11,7 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, StringProperty
 
 from . import face
+from .sidebar import MAIN_PANEL, SidebarPanel
 
 _FILLING: list[bool] = [False]  # True while show_mapping fills the list (no saving on every row)
 
@@ -173,15 +174,12 @@ class MIMIC_UL_face_map(bpy.types.UIList):
         row.operator("mimic.face_pick", text="", icon="VIEWZOOM").row = index
 
 
-class MIMIC_PT_face(bpy.types.Panel):
+class MIMIC_PT_face(SidebarPanel, bpy.types.Panel):
     """Facial expressions onto the character's shape keys: the mapping and how many keys it reaches."""
 
     bl_idname = "MIMIC_PT_face"
     bl_label = "Face"
-    bl_parent_id = "MIMIC_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Mimic"
+    bl_parent_id = MAIN_PANEL
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:

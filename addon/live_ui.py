@@ -18,6 +18,7 @@ import numpy as np
 from . import live
 from .errors import MimicAddonError, MimicError, RetargetError
 from .properties import preferences
+from .sidebar import MAIN_PANEL, SidebarPanel
 
 TIMER_INTERVAL_S = 0.02  # under a camera's frame period (33 ms), so polling adds at most 20 ms of latency
 
@@ -273,15 +274,12 @@ class MIMIC_OT_live_stop(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MIMIC_PT_live(bpy.types.Panel):
+class MIMIC_PT_live(SidebarPanel, bpy.types.Panel):
     """Live mode: a camera or a video file drives the selected character; Record keys what arrives."""
 
     bl_idname = "MIMIC_PT_live"
     bl_label = "Live"
-    bl_parent_id = "MIMIC_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Mimic"
+    bl_parent_id = MAIN_PANEL
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout

@@ -15,6 +15,7 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
 
 from . import rigmap
+from .sidebar import MAIN_PANEL, SidebarPanel
 
 
 _FILLING: list[bool] = [False]  # True while show_bone_map fills the list (no saving on every row)
@@ -264,15 +265,12 @@ class MIMIC_UL_bone_map(bpy.types.UIList):
             split.prop(item, "bone", text="")
 
 
-class MIMIC_PT_retarget(bpy.types.Panel):
+class MIMIC_PT_retarget(SidebarPanel, bpy.types.Panel):
     """Retarget onto your own character: bone map, presets, retarget an action."""
 
     bl_idname = "MIMIC_PT_retarget"
     bl_label = "Retarget"
-    bl_parent_id = "MIMIC_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Mimic"
+    bl_parent_id = MAIN_PANEL
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:

@@ -6,19 +6,17 @@ import bpy
 
 from .operators import active_conversion
 from .properties import copy_import_settings
+from .sidebar import MAIN_PANEL, SidebarPanel
 
 #: What fingers and face cost, measured by bench/speed.py (docs/HANDS_FACE.md).
 HANDS_FACE_COST = "About 2x the conversion time"
 
 
-class MIMIC_PT_main(bpy.types.Panel):
+class MIMIC_PT_main(SidebarPanel, bpy.types.Panel):
     """Import a video as animation (the panel's settings are the import operator's properties), then export it."""
 
-    bl_idname = "MIMIC_PT_main"
+    bl_idname = MAIN_PANEL
     bl_label = "Mimic"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Mimic"
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout

@@ -330,17 +330,9 @@ def sample_hands(body: rv.Body, frames: int) -> tuple[np.ndarray, np.ndarray]:
 def joint_cubes(path: Path, unit: float) -> dict[str, np.ndarray]:
     """The base mesh's joint helper cubes: group name ('joint-l-hand' ...) -> its vertices' centroid (3,),
     Blender axes, metres."""
-    verts, groups, current = [], {}, None
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("v "):
-                verts.append(line.split()[1:4])
-            elif line.startswith("g "):
-                current = line.split()[1]
-            elif line.startswith("f ") and current and current.startswith("joint-"):
-                groups.setdefault(current, set()).update(int(t.split("/")[0]) - 1 for t in line.split()[1:])
-    v = np.asarray(verts, dtype=np.float64) * unit @ MIMIC_TO_BLENDER.T
-    return {g: v[sorted(ids)].mean(0) for g, ids in groups.items()}
+    v, groups = rv.read_obj_groups(path, unit)
+    return {g: v[sorted({i for face in faces for i in face})].mean(0) for g, faces in groups.items()
+            if g.startswith("joint-")}
 
 
 def fit_rig(spec: dict, body: rv.Body) -> float:

@@ -156,18 +156,24 @@ class Body:
     points: dict[str, np.ndarray]
 
 
-def read_obj(path: Path, group: str, unit: float) -> tuple[np.ndarray, list[list[int]]]:
-    """Vertices (V, 3) in Blender axes, metres (the OBJ is Y up) and the faces of `group` (0-based indices)."""
-    verts, faces, current = [], [], None
+def read_obj_groups(path: Path, unit: float) -> tuple[np.ndarray, dict[str, list[list[int]]]]:
+    """Vertices (V, 3) in Blender axes, metres (the OBJ is Y up) and every group's faces (0-based indices)."""
+    verts, faces, current = [], {}, None
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             if line.startswith("v "):
                 verts.append(line.split()[1:4])
             elif line.startswith("g "):
                 current = line.split()[1]
-            elif line.startswith("f ") and current == group:
-                faces.append([int(t.split("/")[0]) - 1 for t in line.split()[1:]])
+            elif line.startswith("f ") and current is not None:
+                faces.setdefault(current, []).append([int(t.split("/")[0]) - 1 for t in line.split()[1:]])
     return np.asarray(verts, dtype=np.float64) * unit @ MIMIC_TO_BLENDER.T, faces
+
+
+def read_obj(path: Path, group: str, unit: float) -> tuple[np.ndarray, list[list[int]]]:
+    """Vertices (V, 3) in Blender axes, metres (the OBJ is Y up) and the faces of `group` (0-based indices)."""
+    verts, groups = read_obj_groups(path, unit)
+    return verts, groups.get(group, [])
 
 
 def landmark_vertices(rest: np.ndarray, used: np.ndarray, bone_of: np.ndarray) -> dict[str, np.ndarray]:

@@ -110,6 +110,16 @@ def enabled_extension(repo_dir: Path, repo_module: str) -> Iterator[Any]:
         disable_extension(repo_module)
 
 
+def clear_scene() -> None:
+    """Empty the open Blender file of objects, meshes, armatures and actions, at frame 1 (the extension stays
+    enabled, unlike a factory reset)."""
+    import bpy
+
+    bpy.data.batch_remove(list(bpy.data.objects) + list(bpy.data.meshes) + list(bpy.data.armatures)
+                          + list(bpy.data.actions))
+    bpy.context.scene.frame_set(1)
+
+
 def blank_video(path: Path, frames: int, value: int = 0) -> Path:
     """A 320×240, 30 fps MP4 of `frames` uniform frames (grey level `value`): a video with nobody in it."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (320, 240))

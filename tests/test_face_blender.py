@@ -15,7 +15,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import LayoutRecorder, enabled_extension  # noqa: E402
+from conftest import LayoutRecorder, clear_scene, enabled_extension  # noqa: E402
 from core.common.hands import expression_names  # noqa: E402
 from core.common.motionfile import Motion  # noqa: E402
 from core.common.skeleton import humanoid  # noqa: E402
@@ -41,12 +41,7 @@ def ext(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture()
 def face(ext):
     """The enabled extension's addon/face.py, on a scene emptied of objects, meshes, armatures and actions."""
-    for obj in list(bpy.data.objects):
-        bpy.data.objects.remove(obj)
-    for data in (bpy.data.meshes, bpy.data.armatures, bpy.data.actions):
-        for item in list(data):
-            data.remove(item)
-    bpy.context.scene.frame_set(1)
+    clear_scene()
     return importlib.import_module(f"{ext.__name__}.addon.face")
 
 

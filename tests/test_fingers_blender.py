@@ -15,7 +15,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import enabled_extension, generate_rigify  # noqa: E402
+from conftest import clear_scene, enabled_extension, generate_rigify  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
 from core.bvh import bvh_to_motion, read_bvh  # noqa: E402
@@ -62,12 +62,7 @@ def mod(ext, name: str):
 @pytest.fixture()
 def scene(ext):
     """The enabled extension on a scene emptied of objects, armatures and actions."""
-    for obj in list(bpy.data.objects):
-        bpy.data.objects.remove(obj)
-    for data in (bpy.data.armatures, bpy.data.actions, bpy.data.meshes):
-        for item in list(data):
-            data.remove(item)
-    bpy.context.scene.frame_set(1)
+    clear_scene()
     return ext
 
 

@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from addon import importer
 from addon.retarget import feet
-from conftest import LayoutRecorder, enabled_extension, generate_rigify
+from conftest import LayoutRecorder, clear_scene, enabled_extension, generate_rigify
 from core.common.legs import segments
 from core.common.motionfile import Motion
 from core.common.skeleton import humanoid
@@ -82,7 +82,7 @@ def ext(tmp_path_factory: pytest.TempPathFactory, rigify_blend: Path):
 @pytest.fixture()
 def scene(ext):
     """An empty scene with the extension enabled."""
-    bpy.data.batch_remove(list(bpy.data.objects) + list(bpy.data.armatures) + list(bpy.data.actions))
+    clear_scene()
     bpy.context.scene.mimic.retarget.use_foot_plant = True
     yield ext
 

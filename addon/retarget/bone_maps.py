@@ -3,13 +3,13 @@ names, for batch `--rig`), and the checked map for a target."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import rigmap
 from ..errors import RetargetError, RigMapError
+from ..stored_json import read_dict, write_dict
 from .constraints import overriding_constraints
 
 if TYPE_CHECKING:
@@ -21,22 +21,13 @@ PRESET_DIR_ENV = "MIMIC_BONE_MAP_DIR"
 
 def stored_bone_map(obj: bpy.types.Object) -> dict[str, str] | None:
     """The bone map saved on armature `obj` (by the panel, so it travels with the .blend), or None."""
-    raw = obj.get(BONE_MAP_PROP) if obj is not None else None
-    if not raw:
-        return None
-    try:
-        data = json.loads(str(raw))
-    except ValueError:
-        return None
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+    data = read_dict(obj, BONE_MAP_PROP)
+    return None if data is None else {str(k): str(v) for k, v in data.items()}
 
 
 def store_bone_map(obj: bpy.types.Object, bone_map: dict[str, str] | None) -> None:
     """Save (or with None, forget) the bone map on armature `obj`."""
-    if bone_map is None:
-        obj.pop(BONE_MAP_PROP, None)
-    else:
-        obj[BONE_MAP_PROP] = json.dumps({k: v for k, v in bone_map.items() if v}, ensure_ascii=False)
+    write_dict(obj, BONE_MAP_PROP, None if bone_map is None else {k: v for k, v in bone_map.items() if v})
 
 
 def preset_dir() -> Path:
