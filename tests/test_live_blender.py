@@ -361,7 +361,10 @@ def test_tick_never_waits_for_the_core(ext, live_setup, monkeypatch: pytest.Monk
         silent.append(time.perf_counter() - t0)
         time.sleep(0.01)
     assert run.session.header is None and run.status() == "Starting the Mimic core..."
-    assert max(silent) < 0.01, max(silent)
+    # A blocking read would hold a tick for the core's 2 s of silence; a loaded 2-core CI machine can
+    # delay a single non-blocking tick by tens of milliseconds (scheduling), so the bound is far from both.
+    assert max(silent) < 0.25, max(silent)
+    assert float(np.median(silent)) < 0.01, silent
     tick_until(run, bpy.context, lambda: False)
     assert run.session.received == 3
     run.finish(bpy.context)
