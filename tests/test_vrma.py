@@ -42,8 +42,10 @@ def synthetic_motion(fps: float = FPS, frames: int = FRAMES) -> Motion:
         rot[:, j] = Rotation.from_euler("xyz", euler).as_quat(scalar_first=True)
     root = np.stack([0.1 * np.sin(3 * t), 0.95 + 0.03 * np.cos(6 * t), np.linspace(0.0, 2.0, frames)], 1)
     weights = np.stack([0.5 + 0.5 * np.sin(2 * t + k) for k in range(len(EXPRESSIONS))], 1)
+    step = np.sin(2 * np.pi * t) > 0  # one foot planted at a time, both at the first frame
+    contacts = np.stack([step | (t == 0), ~step], 1)
     return Motion(skeleton=sk, fps=fps, rotations=rot, root_positions=root, expressions=weights,
-                  expression_names=EXPRESSIONS)
+                  expression_names=EXPRESSIONS, contacts=contacts)
 
 
 def angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -170,6 +172,17 @@ def test_round_trip(motion: Motion, tmp_path: Path, fps: float) -> None:
     assert np.abs(back.offsets - motion.offsets).max() < 1e-5
     assert back.expression_names == PRESETS_IN_MOTION
     assert np.abs(back.expressions - motion.expressions[:, :len(PRESETS_IN_MOTION)]).max() < 1e-5
+    assert np.array_equal(back.contacts, motion.contacts)
+
+
+def test_contacts_written_for_other_frames_are_left_out(motion: Motion, tmp_path: Path) -> None:
+    """Another tool resampled the keys but kept the extras: the contacts no longer fit and are dropped, not misread."""
+    data = vrma.write_vrma(tmp_path / "walk.vrma", motion).read_bytes()
+    path = tmp_path / "resampled.vrma"
+    path.write_bytes(edited(data, lambda j: j["animations"][0]["extras"][vrma.CONTACTS_KEY].update(frames=FRAMES * 2)))
+    back = vrma.read_vrma(path)
+    assert back.contacts is None and back.num_frames == FRAMES
+    assert vrma.read_vrma(vrma.write_vrma(tmp_path / "none.vrma", motion.with_channels(contacts=None))).contacts is None
 
 
 def test_one_frame_and_a_partial_skeleton(tmp_path: Path) -> None:
@@ -286,6 +299,17 @@ def test_other_tools_layouts_read_the_same(motion: Motion, tmp_path: Path, inter
     assert np.abs(back.root_positions - motion.root_positions).max() < 1e-5
     assert np.abs(back.offsets - motion.offsets).max() < 1e-5
     assert np.abs(back.expressions - motion.expressions[:, :len(PRESETS_IN_MOTION)]).max() < 1e-5
+    assert np.array_equal(back.contacts, motion.contacts)
+
+
+def test_contacts_written_for_other_frames_are_left_out(motion: Motion, tmp_path: Path) -> None:
+    """Another tool resampled the keys but kept the extras: the contacts no longer fit and are dropped, not misread."""
+    data = vrma.write_vrma(tmp_path / "walk.vrma", motion).read_bytes()
+    path = tmp_path / "resampled.vrma"
+    path.write_bytes(edited(data, lambda j: j["animations"][0]["extras"][vrma.CONTACTS_KEY].update(frames=FRAMES * 2)))
+    back = vrma.read_vrma(path)
+    assert back.contacts is None and back.num_frames == FRAMES
+    assert vrma.read_vrma(vrma.write_vrma(tmp_path / "none.vrma", motion.with_channels(contacts=None))).contacts is None
 
 
 def test_three_vrm_animation_reads_other_layouts_the_same(node: str, motion: Motion, tmp_path: Path) -> None:
@@ -369,6 +393,14 @@ DAMAGE = {
     "sparse": (lambda d: edited(d, lambda j: j["accessors"][3].update(sparse={"count": 1})), "sparse"),
     "zero scale": (lambda d: edited(d, lambda j: j["nodes"][2].update(scale=[0, 0, 0])), "zero"),
     "external buffer": (lambda d: edited(d, lambda j: j["buffers"][0].update(uri="walk.bin")), "external buffer"),
+    "contacts not an object": (lambda d: edited(d, lambda j: j["animations"][0]["extras"].update(
+        mimic_contacts=[1, 2])), "mimic_contacts is not an object"),
+    "contact past the end": (lambda d: edited(d, lambda j: j["animations"][0]["extras"]["mimic_contacts"].update(
+        left=[[0, FRAMES]])), "last frame"),
+    "contact backwards": (lambda d: edited(d, lambda j: j["animations"][0]["extras"]["mimic_contacts"].update(
+        right=[[5, 2]])), "last frame"),
+    "contact not a pair": (lambda d: edited(d, lambda j: j["animations"][0]["extras"]["mimic_contacts"].update(
+        right=[[5]])), "right holds"),
 }
 
 
@@ -514,3 +546,46 @@ def test_blender_vmd_export_keys_like_writing_the_original(tmp_path: Path, sourc
             assert np.abs(positions - want_positions).max() < MAX_M * vmd.vmd_rig().units_per_metre, name
     print(f"\nVMD Blender export ({source}): max {worst:.2e} deg")
     assert worst < MAX_DEG
+
+
+def test_the_sample_clips_vrma_retargets_onto_a_vrm_like_the_clip(sample_motion: Path, tmp_path: Path) -> None:
+    """`python -m core walk.npz -o walk.vrma` on the converted sample clip, read back with read_vrma and retargeted
+    onto a VRM-named character (A-pose, rolled bones) with the defaults (feet planted from the contacts the .vrma
+    carries): every bone's world rotation on every frame within 1 degree, and the hips within 1 cm, of retargeting
+    the clip's motion file itself."""
+    pytest.importorskip("bpy")
+    import bpy
+    from test_retarget import awkward_armature, reset_blender
+
+    from addon import retarget
+    from core.common import rotations as quat
+
+    out = tmp_path / "walk.vrma"
+    proc = subprocess.run([sys.executable, "-m", "core", str(sample_motion), "-o", str(out), "--progress", "none"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    original, back = load_motion(sample_motion), vrma.read_vrma(out)
+    assert back.num_frames == original.num_frames and back.fps == pytest.approx(original.fps)
+    assert original.contacts is not None and original.contacts.any()
+    assert np.array_equal(back.contacts, original.contacts)
+    reset_blender()
+    target, names = awkward_armature("vrm", seed=4)
+    bones, frames = list(names.values()), range(1, original.num_frames + 1)
+
+    def pose_of(motion: Motion, action: str) -> tuple[np.ndarray, np.ndarray]:
+        retarget.retarget_motion(motion, target, action)
+        mw = np.array(target.matrix_world)
+        rot, hips = np.empty((len(frames), len(bones), 4)), np.empty((len(frames), 3))
+        for f, frame in enumerate(frames):
+            bpy.context.scene.frame_set(frame)
+            m = np.array([mw[:3, :3] @ np.array(target.pose.bones[b].matrix)[:3, :3] for b in bones])
+            rot[f] = quat.from_matrix(m / np.linalg.norm(m, axis=-2, keepdims=True))
+            hips[f] = (mw @ np.array(target.pose.bones[names["Hips"]].matrix))[:3, 3]
+        return rot, hips
+
+    (rot_back, hips_back), (rot_orig, hips_orig) = pose_of(back, "from_vrma"), pose_of(original, "original")
+    err = angles_deg(rot_back, rot_orig)
+    hips_cm = 100 * float(np.abs(hips_back - hips_orig).max())
+    print(f"\nsample clip .vrma re-imported by the VRM retarget (feet planted): {len(frames)} frames, {len(bones)} "
+          f"bones, max {err.max():.2e} deg, mean {err.mean():.2e} deg, hips {hips_cm:.3f} cm")
+    assert err.max() < MAX_DEG and hips_cm < 1.0

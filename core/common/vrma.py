@@ -5,7 +5,9 @@ and expressions to nodes. Written here: one node per joint of Mimic's humanoid i
 node's rotation identity, translations = the skeleton's rest offsets in metres), one animation with a LINEAR
 rotation channel per joint (local rotations, x-y-z-w as glTF orders them), a translation channel for the hips
 (the root positions) and, for each VRM 1.0 preset expression the motion carries, a node whose translation.x is the
-weight. Mimic's axes (Y up, the character faces +Z, its left at +X) are VRM 1.0's and glTF's, so nothing is turned.
+weight, and the foot contacts in the animation's extras (mimic_contacts: runs of planted frames per foot), which other
+readers ignore and read_vrma gives back. Mimic's axes (Y up, the character faces +Z, its left at +X) are VRM 1.0's
+and glTF's, so nothing is turned.
 The bone names and expression presets are data (rigs/vrma.json); the mapping is described in docs/FORMATS.md.
 
 Our own small GLB writer (json + struct + numpy) rather than pygltflib: this module is shared with the Blender
@@ -33,6 +35,7 @@ from .atomic import atomic_path
 from .errors import BadMotionFile, BadRigData, UnsupportedOutput
 from .motionfile import MAX_BYTES, MAX_FRAMES, Motion, read_bytes
 from .hands import full_name, hand_joint_names, motion_with_fingers, split_fingers, with_fingers
+from .legs import segments
 from .skeleton import Skeleton, humanoid
 
 GLB_MAGIC = b"glTF"
@@ -52,6 +55,9 @@ MAX_FPS = 1000.0
 #: A key within this fraction of a frame of a sample time is that frame (float32 times of long clips drift).
 KEY_TOLERANCE = 0.01
 FIX = "Export the animation again as VRM Animation (.vrma)."
+#: The animation's extras key holding Mimic's foot contacts (not part of VRMA: other readers ignore it).
+CONTACTS_KEY = "mimic_contacts"
+FEET = ("left", "right")  # Motion.contacts' columns
 #: A channel read from a file: key times (N,), values (N, k) or for CUBICSPLINE (3N, k) (rotations w-x-y-z), and
 #: the interpolation.
 Track = tuple[np.ndarray, np.ndarray, str]
@@ -170,10 +176,21 @@ def document(motion: Motion) -> tuple[dict[str, Any], bytes]:
            "extensionsUsed": [sp.extension], "extensions": {sp.extension: extension},
            "scene": 0, "scenes": [{"nodes": scene}], "nodes": nodes,
            "animations": [{"name": str(motion.meta.get("name", "Mimic")), "channels": channels,
-                           "samplers": samplers, "extras": {"fps": float(motion.fps)}}],
+                           "samplers": samplers, "extras": _extras(motion)}],
            "accessors": blob.accessors, "bufferViews": blob.views,
            "buffers": [{"byteLength": blob.size}]}
     return doc, b"".join(blob.parts)
+
+
+def _extras(motion: Motion) -> dict[str, Any]:
+    """The animation's extras: the frame rate and, when the motion has them, its foot contacts as runs of planted
+    frames per foot ([first, last] inclusive), so that a re-import plants the feet as the motion file would."""
+    extras: dict[str, Any] = {"fps": float(motion.fps)}
+    if motion.contacts is not None:
+        planted = np.asarray(motion.contacts, dtype=bool)
+        extras[CONTACTS_KEY] = {"frames": motion.num_frames,
+                                **{foot: [list(run) for run in segments(planted[:, k])] for k, foot in enumerate(FEET)}}
+    return extras
 
 
 def glb_bytes(doc: dict[str, Any], binary: bytes) -> bytes:
@@ -512,6 +529,28 @@ def _transforms(gltf: _Document, nodes: list[dict[str, Any]], parents: np.ndarra
     return rest_world, posed_world, local_t
 
 
+def _contacts(extras: Any, frames: int) -> np.ndarray | None:
+    """(frames, 2) bool foot contacts from the animation's extras (_extras), or None when the file has none or they
+    were written for another frame count (a tool that resampled the keys); _Invalid when they are damaged."""
+    runs = extras.get(CONTACTS_KEY) if isinstance(extras, dict) else None
+    if runs is None:
+        return None
+    _need(isinstance(runs, dict), f"extras.{CONTACTS_KEY} is not an object")
+    written = _int(runs.get("frames"), f"extras.{CONTACTS_KEY}.frames", 1, MAX_FRAMES + 1)
+    if written != frames:
+        return None
+    planted = np.zeros((frames, len(FEET)), dtype=bool)
+    for k, foot in enumerate(FEET):
+        spans = runs.get(foot)
+        _need(isinstance(spans, list), f"extras.{CONTACTS_KEY}.{foot} is not a list")
+        for span in spans:
+            _need(isinstance(span, list) and len(span) == 2, f"extras.{CONTACTS_KEY}.{foot} holds {span!r}")
+            first = _int(span[0], f"a contact's first frame in extras.{CONTACTS_KEY}.{foot}", 0, frames)
+            last = _int(span[1], f"a contact's last frame in extras.{CONTACTS_KEY}.{foot}", first, frames)
+            planted[first:last + 1, k] = True
+    return planted
+
+
 def _read(doc: dict[str, Any], binary: bytes | None, path: Path) -> Motion:
     """The Motion a parsed .vrma holds (see read_vrma); _Invalid says what is wrong."""
     sp = spec()
@@ -572,13 +611,15 @@ def _read(doc: dict[str, Any], binary: bytes | None, path: Path) -> Motion:
     body, local, hands, hand_joints = split_fingers(Skeleton(names, skeleton.parents, offsets, skeleton.end_sites),
                                                     quat.make_continuous(quat.normalize(local)))
     return Motion(skeleton=body, fps=fps, rotations=local, root_positions=root, hand_rotations=hands,
-                  hand_joints=hand_joints, expressions=weights, expression_names=tuple(expression_names), meta=meta)
+                  hand_joints=hand_joints, expressions=weights, expression_names=tuple(expression_names),
+                  contacts=_contacts(animations[0].get("extras"), len(at)), meta=meta)
 
 
 def read_vrma(path: Path) -> Motion:
     """A VRM Animation as a Motion on Mimic's humanoid: local rotations relative to the T-pose (bones the file lacks
     are identity), the hips' world positions (metres), rest offsets from the file's rest pose, the frame rate from
-    the keyframe times, preset and custom expression weights. Every problem is a BadMotionFile naming the file."""
+    the keyframe times, preset and custom expression weights, Mimic's foot contacts when the file carries them.
+    Every problem is a BadMotionFile naming the file."""
     path = Path(path)
     try:
         size = path.stat().st_size
