@@ -14,7 +14,8 @@ Assumptions of the spec that we rely on:
   world-aligned joint frames), so Mimic's local rotations go through unchanged apart from the axes;
 - Root/Pos is the avatar root's pose, which receivers are told to treat as local; we put the root on the floor
   under the hips (x, 0, z) with no rotation, and the hips' height in the Hips bone's local position (0, y, 0);
-  the other bones' positions are the calibrated skeleton's rest offsets (most receivers keep their own);
+  the other bones' positions are the calibrated skeleton's rest offsets (receivers that apply bone positions,
+  e.g. EVMC4U's default Bone Position Synchronize, stretch a character of other proportions: README says untick it);
 - Unity's axes: left-handed, Y up, a character facing +Z with its right at +X. Mimic's are right-handed, Y up,
   facing +Z with its left at +X: the two differ by the mirror X -> -X (`to_unity_position`, `to_unity_rotation`);
 - OSC floats are 32-bit; the default receiver port is 39539 (the spec's "commonly" Marionette port).

@@ -226,3 +226,25 @@ def test_a_receiver_that_is_gone_or_a_reader_that_closed_does_not_stop_the_strea
     proc.stdout = None
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "Traceback" not in stderr
+
+
+def test_a_receiver_that_closes_mid_stream_does_not_stop_it(walk_clip: Path) -> None:
+    """A VMC receiver that takes some frames and then closes its socket (the VTuber app quit): the sender gets ICMP
+    "port unreachable" errors from then on, ignores them and streams to its end (--seconds), done line and exit 0."""
+    receiver = Receiver()
+    try:
+        proc = live("--video", walk_clip, "--vmc", f"127.0.0.1:{receiver.port}", "--progress", "json",
+                    "--seconds", "2.5")
+        seen = wait_for_poses(proc, 5)
+        deadline = time.monotonic() + 30
+        while not receiver.of(ADDRESS["time"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        receiver.close()
+    received = len(receiver.of(ADDRESS["time"]))
+    stdout, stderr = proc.communicate(timeout=120)
+    lines = seen + lines_of(stdout)
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    done = lines[-1]
+    assert done["done"] is True and done["stopped"] is None
+    assert 0 < received < done["frames"], (received, done["frames"])  # it went on after the receiver left

@@ -162,7 +162,7 @@ def test_rotations_turned_back_into_mimic_match_the_motion(written: dict, node: 
 
 def test_the_sample_clip_from_the_command_line(sample_motion: Path, tmp_path: Path) -> None:
     """`python -m core walk.npz -o walk.vmd` on the converted sample clip (30 fps: one key per frame): mmd-parser
-    reads every frame and the rotations of the motion within 1 degree."""
+    reads every frame, the rotations of the motion within 1 degree and the centre's path within 1 cm."""
     out = tmp_path / "walk.vmd"
     proc = subprocess.run([sys.executable, "-m", "core", str(sample_motion), "-o", str(out), "--progress", "none"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -172,8 +172,12 @@ def test_the_sample_clip_from_the_command_line(sample_motion: Path, tmp_path: Pa
     assert got["metadata"]["magic"] == "Vocaloid Motion Data 0002"
     np.testing.assert_array_equal(keys(got["bones"], "センター")[0], np.arange(motion.num_frames))
     errors = world_errors_deg(got, motion.skeleton.global_rotations(motion.rotations), motion.skeleton)
-    print(f"\nsample clip .vmd vs mmd-parser: {motion.num_frames} frames, rotation max {errors.max():.3g} deg")
-    assert errors.max() < 1.0
+    sk, waist = motion.skeleton, motion.skeleton.index("Spine")
+    truth = sk.forward_kinematics(motion.rotations, motion.root_positions)[:, waist] - sk.rest_positions()[waist]
+    path_cm = 100 * np.linalg.norm(keys(got["bones_right_handed"], "センター")[1] / UNITS - truth, axis=1).max()
+    print(f"\nsample clip .vmd vs mmd-parser: {motion.num_frames} frames, rotation max {errors.max():.3g} deg, "
+          f"centre path max {path_cm:.3g} cm over {np.ptp(truth, axis=0).max():.2f} m")
+    assert errors.max() < 1.0 and path_cm < 1.0
 
 
 def test_centre_carries_the_waist_path(written: dict, node: dict) -> None:
