@@ -130,6 +130,10 @@ def build_live_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=sorted(MODELS), default=DEFAULT_MODEL,
                    help=f"MediaPipe Pose model (default {DEFAULT_MODEL}: installed with mediapipe, real time on one "
                         "core; lite is downloaded by MediaPipe at first use)")
+    p.add_argument("--face", action="store_true",
+                   help="also track the face (MediaPipe Face Mesh on the head) and stream expressions: VRM blend "
+                        "shapes over VMC (Blink, A, I, U, E, O, Joy ...), every channel in the JSON lines; costs "
+                        "about a third more time per frame")
     p.add_argument("--watch-stdin", action="store_true",
                    help="stop (a normal end) when standard input closes: the parent process keeps a pipe open")
     p.add_argument("--version", action="version", version=f"mimic {__version__}")
@@ -228,7 +232,7 @@ def _live(args: argparse.Namespace, reporter: Reporter) -> int:
 
     try:
         options = LiveOptions(camera=args.camera, video=args.video, vmc=None if args.no_vmc else args.vmc,
-                              seconds=args.seconds, model=args.model, progress=args.progress)
+                              seconds=args.seconds, model=args.model, progress=args.progress, face=args.face)
         result = stream(options, reporter)
     except MimicError as exc:
         return _report_error(exc, reporter)

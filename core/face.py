@@ -217,6 +217,85 @@ def _neutral(x: np.ndarray, present: np.ndarray, q: float) -> np.ndarray:
     return np.nan_to_num(np.nanpercentile(seen, q, axis=0))
 
 
+@dataclass(frozen=True)
+class FaceNeutral:
+    """A face at rest, the statistics each measure is read against (the measures' units, module docstring): eye
+    (2,) open lids (OPEN_PERCENTILE), jaw closed (JAW_CLOSED_PERCENTILE), mouth width, smile (2,) with the mouth
+    closed, brow_inner (2,), brow_outer (2,), gaze_x, gaze_y (medians)."""
+
+    eye: np.ndarray
+    jaw: float
+    width: float
+    smile: np.ndarray
+    brow_inner: np.ndarray
+    brow_outer: np.ndarray
+    gaze_x: float
+    gaze_y: float
+
+
+def neutral_of(m: dict[str, np.ndarray], present: np.ndarray) -> FaceNeutral:
+    """The neutral face of measures m (measures(), frames (F,)) over the frames `present` (F,) bool."""
+    jaw_closed = float(_neutral(m["jaw"], present, JAW_CLOSED_PERCENTILE))
+    mouth_shut = present & (_ramp(m["jaw"] - jaw_closed, 0.0, JAW_RANGE) < 0.1)
+    closed_mouth = mouth_shut if np.sum(mouth_shut) >= 0.1 * present.sum() else present
+    return FaceNeutral(
+        eye=_neutral(m["eye"], present, OPEN_PERCENTILE), jaw=jaw_closed,
+        width=float(_neutral(m["width"], present, 50.0)), smile=_neutral(m["smile"], closed_mouth, 50.0),
+        brow_inner=_neutral(m["brow_inner"], present, 50.0), brow_outer=_neutral(m["brow_outer"], present, 50.0),
+        gaze_x=float(_neutral(m["gaze_x"], present, 50.0)), gaze_y=float(_neutral(m["gaze_y"], present, 50.0)))
+
+
+def eye_closure(m: dict[str, np.ndarray], neutral: FaceNeutral) -> np.ndarray:
+    """(F, 2) how closed each eye is, 0 (as open as the neutral) .. 1 (lids at EYE_CLOSED_RATIO of it or less)."""
+    r = m["eye"] / np.maximum(neutral.eye, 1e-9)
+    return np.clip((1.0 - r) / (1.0 - EYE_CLOSED_RATIO), 0.0, 1.0)
+
+
+def weights(m: dict[str, np.ndarray], neutral: FaceNeutral, closure: np.ndarray, closed: np.ndarray) -> np.ndarray:
+    """(F, E) expression weights in expression_names() order, before smoothing and clipping, from measures m, the
+    neutral face, each eye's closure (F, 2) and blink state closed (F, 2) bool (module docstring)."""
+    eye_blink = np.where(closed, 1.0, closure)
+    both = eye_blink.min(axis=1)
+    r = m["eye"] / np.maximum(neutral.eye, 1e-9)
+    wide = _ramp(r, EYE_WIDE[0], EYE_WIDE[0] + EYE_WIDE[1])
+    jaw = _ramp(m["jaw"] - neutral.jaw, 0.0, JAW_RANGE)
+    w = m["width"] / max(neutral.width, 1e-9)
+    spread, narrow = _ramp(w - 1.0, 0.0, WIDE_RANGE), _ramp(1.0 - JAW_NARROWING * jaw - w, 0.0, NARROW_RANGE)
+    smile = _ramp(m["smile"] - neutral.smile, *SMILE)
+    inner, outer = m["brow_inner"] - neutral.brow_inner, m["brow_outer"] - neutral.brow_outer
+    lids_open = 1.0 - closure.max(axis=1)  # the mesh's brows ride up as the lids close; irises behind lids are guesses
+    inner_up = lids_open * _ramp(inner.mean(axis=1), *BROW_UP)
+    outer_up = lids_open[:, None] * _ramp(outer, *BROW_UP)
+    brow_down = _ramp(-(inner + outer) / 2.0, *BROW_DOWN)
+    gx, gy = lids_open * (m["gaze_x"] - neutral.gaze_x), lids_open * (m["gaze_y"] - neutral.gaze_y)
+    brows_up = 0.5 * (inner_up + outer_up.mean(axis=1))
+    big, mid, small = _ramp(jaw, 0.3, 0.7), _tri(jaw, 0.1, 0.35, 0.65), _tri(jaw, 0.02, 0.15, 0.35)
+    values = {
+        "blink": both, "blinkLeft": eye_blink[:, 0] - both, "blinkRight": eye_blink[:, 1] - both,
+        "aa": big * (1.0 - narrow), "ih": small * spread, "ou": narrow * (1.0 - _ramp(jaw, 0.0, 0.35)),
+        "ee": mid * spread, "oh": np.maximum(big, mid) * narrow, "happy": smile.mean(axis=1),
+        "surprised": brows_up * (0.5 + 0.5 * np.maximum(wide.mean(axis=1), jaw)),
+        "lookUp": _ramp(-gy, 0.0, GAZE_Y_RANGE), "lookDown": _ramp(gy, 0.0, GAZE_Y_RANGE),
+        "lookLeft": _ramp(gx, 0.0, GAZE_X_RANGE), "lookRight": _ramp(-gx, 0.0, GAZE_X_RANGE),
+        "eyeBlinkLeft": eye_blink[:, 0], "eyeBlinkRight": eye_blink[:, 1],
+        "eyeWideLeft": wide[:, 0], "eyeWideRight": wide[:, 1], "jawOpen": jaw,
+        "mouthSmileLeft": smile[:, 0], "mouthSmileRight": smile[:, 1], "mouthPucker": narrow,
+        "browInnerUp": inner_up, "browDownLeft": brow_down[:, 0], "browDownRight": brow_down[:, 1],
+        "browOuterUpLeft": outer_up[:, 0], "browOuterUpRight": outer_up[:, 1],
+    }
+    names = expression_names()
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise BadRigData(f"rigs/expressions.json names expressions Mimic cannot estimate: {missing}.",
+                         "Reinstall Mimic.")
+    return np.stack([values[n] for n in names], axis=1)
+
+
+def soft_channels() -> np.ndarray:
+    """(E,) bool: the expressions that are low-passed (all but the blinks, which keep sharp edges)."""
+    return np.array([n not in BLINKS for n in expression_names()])
+
+
 def solve_face(face_image: np.ndarray, face_present: np.ndarray, fps: float) -> FaceSolve:
     """Expressions and head rotation of a clip: face_image (F, 478, 3) Face Mesh landmarks in pixels (z like x, NaN
     where no face), face_present (F,) bool, fps frames per second."""
@@ -231,49 +310,11 @@ def solve_face(face_image: np.ndarray, face_present: np.ndarray, fps: float) -> 
     p = normalise(face_image, rot, np.where(present, scale, 1.0), np.nan_to_num(t))
     p[~present] = np.nan
     m = {k: _filled(v, present, fps) for k, v in measures(p).items()}
-
-    r = m["eye"] / np.maximum(_neutral(m["eye"], present, OPEN_PERCENTILE), 1e-9)
-    closure = _median3(np.clip((1.0 - r) / (1.0 - EYE_CLOSED_RATIO), 0.0, 1.0))
+    neutral = neutral_of(m, present)
+    closure = _median3(eye_closure(m, neutral))
     closed = hysteresis(closure)
-    eye_blink = np.where(closed, 1.0, closure)
-    both = eye_blink.min(axis=1)
-    wide = _ramp(r, EYE_WIDE[0], EYE_WIDE[0] + EYE_WIDE[1])
-
-    jaw = _ramp(m["jaw"] - _neutral(m["jaw"], present, JAW_CLOSED_PERCENTILE), 0.0, JAW_RANGE)
-    w = m["width"] / np.maximum(_neutral(m["width"], present, 50.0), 1e-9)
-    spread, narrow = _ramp(w - 1.0, 0.0, WIDE_RANGE), _ramp(1.0 - JAW_NARROWING * jaw - w, 0.0, NARROW_RANGE)
-    closed_mouth = present & (jaw < 0.1) if np.sum(present & (jaw < 0.1)) >= 0.1 * present.sum() else present
-    smile = _ramp(m["smile"] - _neutral(m["smile"], closed_mouth, 50.0), *SMILE)
-    inner = m["brow_inner"] - _neutral(m["brow_inner"], present, 50.0)
-    outer = m["brow_outer"] - _neutral(m["brow_outer"], present, 50.0)
-    lids_open = 1.0 - closure.max(axis=1)  # the mesh's brows ride up as the lids close; irises behind lids are guesses
-    inner_up = lids_open * _ramp(inner.mean(axis=1), *BROW_UP)
-    outer_up = lids_open[:, None] * _ramp(outer, *BROW_UP)
-    brow_down = _ramp(-(inner + outer) / 2.0, *BROW_DOWN)
-    gx = lids_open * (m["gaze_x"] - _neutral(m["gaze_x"], present, 50.0))
-    gy = lids_open * (m["gaze_y"] - _neutral(m["gaze_y"], present, 50.0))
-    brows_up = 0.5 * (inner_up + outer_up.mean(axis=1))
-    big, mid, small = _ramp(jaw, 0.3, 0.7), _tri(jaw, 0.1, 0.35, 0.65), _tri(jaw, 0.02, 0.15, 0.35)
-
-    values = {
-        "blink": both, "blinkLeft": eye_blink[:, 0] - both, "blinkRight": eye_blink[:, 1] - both,
-        "aa": big * (1.0 - narrow), "ih": small * spread, "ou": narrow * (1.0 - _ramp(jaw, 0.0, 0.35)),
-        "ee": mid * spread, "oh": np.maximum(big, mid) * narrow, "happy": smile.mean(axis=1),
-        "surprised": brows_up * (0.5 + 0.5 * np.maximum(wide.mean(axis=1), jaw)),
-        "lookUp": _ramp(-gy, 0.0, GAZE_Y_RANGE), "lookDown": _ramp(gy, 0.0, GAZE_Y_RANGE),
-        "lookLeft": _ramp(gx, 0.0, GAZE_X_RANGE), "lookRight": _ramp(-gx, 0.0, GAZE_X_RANGE),
-        "eyeBlinkLeft": eye_blink[:, 0], "eyeBlinkRight": eye_blink[:, 1],
-        "eyeWideLeft": wide[:, 0], "eyeWideRight": wide[:, 1], "jawOpen": jaw,
-        "mouthSmileLeft": smile[:, 0], "mouthSmileRight": smile[:, 1], "mouthPucker": narrow,
-        "browInnerUp": inner_up, "browDownLeft": brow_down[:, 0], "browDownRight": brow_down[:, 1],
-        "browOuterUpLeft": outer_up[:, 0], "browOuterUpRight": outer_up[:, 1],
-    }
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise BadRigData(f"rigs/expressions.json names expressions Mimic cannot estimate: {missing}.",
-                         "Reinstall Mimic.")
-    expressions = np.stack([values[n] for n in names], axis=1)
-    soft = np.array([n not in BLINKS for n in names])
+    expressions = weights(m, neutral, closure, closed)
+    soft = soft_channels()
     expressions[:, soft] = smooth(expressions[:, soft], fps, SMOOTH_HZ)
     expressions = np.clip(np.nan_to_num(expressions), 0.0, 1.0)
     if not present.any():

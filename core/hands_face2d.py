@@ -159,12 +159,22 @@ def hand_crops(det: Detections, settings: HandFaceSettings = SETTINGS) -> tuple[
     return _smooth(centre, settings.smoothing_frames), _smooth(side, settings.smoothing_frames), length
 
 
+def head_boxes(image: np.ndarray, settings: HandFaceSettings = SETTINGS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Square crops around the head of pose landmarks image (F, 33, >=2) pixels: centres (F, 2), sides (F,) and the
+    head's extent (F,), pixels, unsmoothed."""
+    head = np.asarray(image)[:, HEAD, :2].astype(np.float64)
+    extent = np.linalg.norm(head[:, :, None] - head[:, None], axis=-1).max(axis=(1, 2))
+    return head.mean(axis=1), settings.face_crop_scale * extent, extent
+
+
+def face_to_try(image: np.ndarray, extent: np.ndarray, settings: HandFaceSettings = SETTINGS) -> np.ndarray:
+    """(F,) bool: the face is worth a search (the nose seen, the head at least min_face_px across)."""
+    return (np.asarray(image)[:, 0, 2] >= FACE_SEEN) & (extent >= settings.min_face_px)
+
+
 def face_crops(det: Detections, settings: HandFaceSettings = SETTINGS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Square crops around the person's head: centres (F, 2), sides (F,) and the head's extent (F,), pixels."""
-    head = det.image[:, HEAD, :2].astype(np.float64)
-    extent = np.linalg.norm(head[:, :, None] - head[:, None], axis=-1).max(axis=(1, 2))
-    centre = head.mean(axis=1)
-    side = settings.face_crop_scale * extent
+    centre, side, extent = head_boxes(det.image, settings)
     return _smooth(centre, settings.smoothing_frames), _smooth(side, settings.smoothing_frames), extent
 
 
@@ -242,7 +252,7 @@ class _HandFinder:
         self.graph.close()
 
 
-class _FaceFinder:
+class FaceFinder:
     """MediaPipe FaceMesh (one face, irises refined) on the head's crops."""
 
     def __init__(self, settings: HandFaceSettings) -> None:
@@ -280,7 +290,7 @@ def _run(path: Path, det: Detections, hands: bool, face: bool, settings: HandFac
     try_hand = present[:, None] & seen & big & hands
     face_centre, face_side, extent = face_crops(det, settings)
     face_seen = (vis[:, 0] >= FACE_SEEN) & np.isfinite(face_side)
-    try_face = present & face_seen & (extent >= settings.min_face_px) & face
+    try_face = present & np.isfinite(face_side) & face_to_try(det.image, extent, settings) & face
     info: dict[str, Any] = {
         "frames": frames, "frames_with_person": int(present.sum()),
         "hands_tried": try_hand.sum(axis=0).tolist(),
@@ -299,7 +309,7 @@ def _run(path: Path, det: Detections, hands: bool, face: bool, settings: HandFac
         step = 1.0 / det.fps
         start, end = check_range(info_v, max(0.0, det.times[work[0]] - step / 2), det.times[work[-1]] + step / 2)
         finders = [_HandFinder(side, settings) if try_hand[:, side].any() else None for side in (0, 1)]
-        mesh = _FaceFinder(settings) if try_face.any() else None
+        mesh = FaceFinder(settings) if try_face.any() else None
         warnings: list[str] = []
         pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="mimic-hands-face")
         try:

@@ -9,6 +9,10 @@ Why MediaPipe's world landmarks and not the learned lifter (the conversion's def
 frames centred on the one it lifts, so each pose would wait for frames that have not been filmed yet (half its
 receptive field), and the conversion's zero-phase smoothing needs the whole clip. MediaPipe's world landmarks are
 per frame; the One-Euro filter smooths them with the past only, hard when still and lightly when moving fast.
+With --face the main process also runs Face Mesh on a crop around the head the pose found (core.hands_face2d's
+placement), and the worker turns it into expression weights frame by frame (core/live_face.py: the same weights as
+the conversion's core.face, with a neutral face from the last seconds and a One-Euro filter), sent over VMC as
+VRM 0.x blend shapes (rigs/expressions.json's "vmc" names).
 
 Model: `full` (model_complexity 1, the default) is the model the mediapipe wheel ships: ~21 ms a frame on one core
 of the development machine, enough for 30 fps. `lite` (0) is faster on paper but MediaPipe downloads it at first
@@ -27,10 +31,12 @@ grounding: feet on Y = 0, the first hips above the origin); after that they stay
 Hips joint in that grounded frame, metres, Mimic axes.
 
 JSON lines (with --progress json; the add-on's live mode reads them), after the protocol line:
-  {"live": {"joints": [humanoid joint names], "fps": 30.0, "model": "full", "vmc": "127.0.0.1:39539" | null}}
+  {"live": {"joints": [humanoid joint names], "fps": 30.0, "model": "full", "vmc": "127.0.0.1:39539" | null,
+            "expressions": [expression names]}}                            expressions: with --face only
   {"skeleton": {"offsets": [[x, y, z], ...]}}   rest offsets (J, 3) metres in the joints' order, before the first
                                                 pose and again when the calibration over CALIBRATION_S ends
-  {"pose": {"frame": i, "time": s, "latency_ms": x, "root": [x, y, z], "rotations": [[w, x, y, z], ...]}}
+  {"pose": {"frame": i, "time": s, "latency_ms": x, "root": [x, y, z], "rotations": [[w, x, y, z], ...],
+            "expressions": [0..1 per name] | null}}              expressions: with --face only, null without a face
   {"warning": "..."}                                                        at any time
   {"done": true, "frames": n, "fps": f, "dropped": d, "latency_ms": {"median": m, "p95": p},
    "no_person": k, "stopped": null | "SIGINT" | "SIGTERM" | "SIGHUP" | "stdin closed"}      last, or {"error": ...}
@@ -91,7 +97,8 @@ class FilterSettings:
 class LiveOptions:
     """What `stream` captures and where it sends. camera: a device index, or video: a clip replayed in real time
     (exactly one). vmc: (host, port) or None. seconds: stop after this much stream time (None = until the clip
-    ends or a stop). progress: "json", "tqdm" or "none". watch_stdin is the CLI's business (main thread)."""
+    ends or a stop). progress: "json", "tqdm" or "none". face: also run MediaPipe Face Mesh on the head and stream
+    expression weights (core/live_face.py). watch_stdin is the CLI's business (main thread)."""
 
     camera: int | None = None
     video: Path | None = None
@@ -100,6 +107,7 @@ class LiveOptions:
     model: str = DEFAULT_MODEL
     progress: str = "json"
     filters: FilterSettings = field(default_factory=FilterSettings)
+    face: bool = False
 
 
 @dataclass
@@ -287,19 +295,22 @@ class WorkerConfig:
     vmc: tuple[str, int] | None
     json_lines: bool
     filters: FilterSettings
+    face: bool = False
 
 
 @dataclass
 class _Observation:
     """What the main process sends per frame: the source's frame number, when it was read (time.perf_counter(),
     CLOCK_MONOTONIC: the same clock in both processes), its stream time (s), and MediaPipe's world (33, 3) and
-    image (33, 3) landmarks, None when no person was found."""
+    image (33, 3) landmarks, None when no person was found; face: Face Mesh (478, 3) pixels, None without a face
+    (or when the face is not asked)."""
 
     frame: int
     read: float
     time: float
     world: np.ndarray | None
     image: np.ndarray | None
+    face: np.ndarray | None = None
 
 
 def _worker(frames: Any, results: Any, config: WorkerConfig) -> None:
@@ -307,12 +318,16 @@ def _worker(frames: Any, results: Any, config: WorkerConfig) -> None:
     `results` ("stats", {...}), or ("error", text). It never sees SIGINT/SIGTERM/SIGHUP (blocked by the parent
     before it started): the main process ends it by closing `frames`, and a main process killed outright closes
     it too."""
-    from core.vmc import VmcSender, frame_bundle
+    from core.live_face import LiveFace
+    from core.vmc import VmcSender, blend_names, frame_bundle
 
     try:
         solver = LiveSolver(config.fps, config.width, config.height, config.filters)
         names = solver.joint_names
         sender = VmcSender(*config.vmc) if config.vmc else None
+        faces = LiveFace() if config.face else None
+        vmc_names = blend_names()
+        blends = [(k, vmc_names[n]) for k, n in enumerate(faces.names) if n in vmc_names] if faces else []
         _warm_up(solver)
         results.send(("ready",))
     except Exception as exc:  # noqa: BLE001 - reported by the main process as an internal error
@@ -346,9 +361,12 @@ def _worker(frames: Any, results: Any, config: WorkerConfig) -> None:
                 sent_calibration = solver.calibration
                 stdout_open = emit({"skeleton": {"offsets": np.round(offsets, 5).tolist()}})
             for obs, rot, root in zip(seen, rotations, roots):
+                weights = faces.step(obs.face, obs.time) if faces is not None else None
                 if sender is not None:
                     offsets[0] = (0.0, root[1], 0.0)  # the hips' height; the root carries the rest (core/vmc.py)
-                    sender.send(frame_bundle(names, offsets, rot, np.array([root[0], 0.0, root[2]]), obs.time))
+                    shapes = {name: float(weights[k]) for k, name in blends} if weights is not None else None
+                    sender.send(frame_bundle(names, offsets, rot, np.array([root[0], 0.0, root[2]]), obs.time,
+                                             shapes))
                     if sender.failed and not warned:
                         warned = True
                         _warn(f"the VMC receiver at {config.vmc[0]}:{config.vmc[1]} refused a frame "  # type: ignore[index]
@@ -357,9 +375,11 @@ def _worker(frames: Any, results: Any, config: WorkerConfig) -> None:
                 latencies.append((now - obs.read) * 1000.0)
                 first, last = (first or now), now
                 if stdout_open:
-                    stdout_open = emit({"pose": {
-                        "frame": obs.frame, "time": round(obs.time, 4), "latency_ms": round(latencies[-1], 2),
-                        "root": np.round(root, 5).tolist(), "rotations": np.round(rot, 6).tolist()}})
+                    pose = {"frame": obs.frame, "time": round(obs.time, 4), "latency_ms": round(latencies[-1], 2),
+                            "root": np.round(root, 5).tolist(), "rotations": np.round(rot, 6).tolist()}
+                    if faces is not None:
+                        pose["expressions"] = None if weights is None else np.round(weights, 4).tolist()
+                    stdout_open = emit({"pose": pose})
     except Exception as exc:  # noqa: BLE001
         with contextlib.suppress(OSError):
             results.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -574,13 +594,14 @@ def stream(options: LiveOptions, reporter: Any = None) -> LiveResult:
     warn = reporter.warn if json_lines and reporter is not None else (lambda m: print(f"warning: {m}", file=sys.stderr))
     result = LiveResult()
     source = FrameSource(options.camera, options.video, options.seconds, warn)
-    config = WorkerConfig(source.fps, source.width, source.height, options.vmc, json_lines, options.filters)
+    config = WorkerConfig(source.fps, source.width, source.height, options.vmc, json_lines, options.filters,
+                          options.face)
     ctx = multiprocessing.get_context("spawn")  # never fork a process that runs MediaPipe's threads
     frames_in, frames_out = ctx.Pipe(duplex=False)
     results_in, results_out = ctx.Pipe(duplex=False)
     worker = ctx.Process(target=_worker, args=(frames_in, results_out, config), name="mimic-live-worker",
                          daemon=True)
-    pose = bar = None
+    pose = bar = mesh = None
     try:
         try:
             with signals_blocked():
@@ -591,17 +612,23 @@ def stream(options: LiveOptions, reporter: Any = None) -> LiveResult:
             for _ in range(2):  # MediaPipe's first calls are slow (models prepared): not on the stream's time
                 pose.process(source.first)
             pose.reset()
+            mesh = _FaceSearch() if options.face else None
             _wait_ready(results_in, worker)
             if json_lines:
                 target = f"{options.vmc[0]}:{options.vmc[1]}" if options.vmc else None
-                emit({"live": {"joints": list(ik.load_ik_rig().skeleton.names), "fps": source.fps,
-                               "model": options.model, "vmc": target}})
+                header: dict[str, Any] = {"joints": list(ik.load_ik_rig().skeleton.names), "fps": source.fps,
+                                          "model": options.model, "vmc": target}
+                if options.face:
+                    from core.common.hands import expression_names
+
+                    header["expressions"] = list(expression_names())
+                emit({"live": header})
             elif options.progress == "tqdm":
                 from tqdm import tqdm
 
                 bar = tqdm(total=source.expected_frames, desc="live", unit="frame", dynamic_ncols=True)
             source.start()
-            _pump(source, pose, frames_out, bar)
+            _pump(source, pose, frames_out, bar, mesh)
         except KeyboardInterrupt as exc:  # Interrupted included: a stop is the stream's normal end
             result.stopped = stop_reason(exc)
         frames_out.close()  # the worker's end of stream
@@ -612,6 +639,8 @@ def stream(options: LiveOptions, reporter: Any = None) -> LiveResult:
         source.close()
         if pose is not None:
             pose.close()
+        if mesh is not None:
+            mesh.close()
         if bar is not None:
             bar.close()
         frames_out.close()
@@ -637,8 +666,35 @@ def _wait_ready(results: Any, worker: Any) -> None:
         raise RuntimeError(f"the live worker failed to start: {message[1]}")
 
 
-def _pump(source: FrameSource, pose: Any, frames: Any, bar: Any) -> None:
-    """The main loop: the newest frame -> MediaPipe -> the worker, until the source ends."""
+class _FaceSearch:
+    """Face Mesh (tracking, irises refined) on a crop around the head the pose found, as the conversion's second pass
+    places it (core.hands_face2d), one frame at a time."""
+
+    def __init__(self) -> None:
+        from core.hands_face2d import SETTINGS, FaceFinder
+
+        self.finder = FaceFinder(SETTINGS)
+        blank = np.zeros((SETTINGS.crop_px, SETTINGS.crop_px, 3), np.uint8)
+        for _ in range(2):  # the graph's first calls are slow (models prepared): not on the stream's time
+            self.finder.graph.process(blank)
+
+    def find(self, rgb: np.ndarray, image: np.ndarray) -> np.ndarray | None:
+        """(478, 3) float32 pixels of the face of the person whose pose landmarks are image (33, 3), or None."""
+        from core.hands_face2d import face_to_try, head_boxes
+
+        centre, side, extent = head_boxes(image[None])
+        if not (np.all(np.isfinite(centre)) and face_to_try(image[None], extent)[0]):
+            return None
+        found = self.finder.find(rgb, centre[0], float(side[0]))
+        return None if found is None else found.astype(np.float32)
+
+    def close(self) -> None:
+        self.finder.close()
+
+
+def _pump(source: FrameSource, pose: Any, frames: Any, bar: Any, mesh: _FaceSearch | None = None) -> None:
+    """The main loop: the newest frame -> MediaPipe (pose, and the face when mesh is given) -> the worker, until the
+    source ends."""
     from core.person import landmarks
 
     source_width, source_height = source.width, source.height
@@ -648,8 +704,9 @@ def _pump(source: FrameSource, pose: Any, frames: Any, bar: Any) -> None:
             return
         index, read, stream_time, rgb = item
         found = landmarks(pose.process(rgb), source_width, source_height)
+        face = mesh.find(rgb, found.image) if mesh is not None and found is not None else None
         frames.send(_Observation(index, read, stream_time, None if found is None else found.world.astype(np.float32),
-                                 None if found is None else found.image.astype(np.float32)))
+                                 None if found is None else found.image.astype(np.float32), face))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(dropped=source.dropped, refresh=False)

@@ -55,6 +55,21 @@ def to_unity_rotation(q: np.ndarray) -> np.ndarray:
     return np.asarray(q, dtype=np.float64) * np.array([1.0, 1.0, -1.0, -1.0])
 
 
+def blend_names() -> dict[str, str]:
+    """Mimic expression -> the name sent as /VMC/Ext/Blend/Val (rigs/expressions.json's "vmc": VRM 0.x presets);
+    expressions without one are not sent. BadRigData when a name is not a non-empty string."""
+    from core.common import rigs
+    from core.common.errors import BadRigData
+
+    out = {}
+    for name, entry in rigs.load("expressions")["expressions"].items():
+        if "vmc" in entry:
+            if not isinstance(entry["vmc"], str) or not entry["vmc"]:
+                raise BadRigData(f"rigs/expressions.json: {name}'s vmc name is {entry['vmc']!r}.", "Reinstall Mimic.")
+            out[name] = entry["vmc"]
+    return out
+
+
 def parse_target(value: str) -> tuple[str, int]:
     """"HOST:PORT" (IPv6 as "[::1]:39539") -> (host, port); ValueError names what is wrong."""
     host, sep, port = value.strip().rpartition(":")

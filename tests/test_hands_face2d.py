@@ -149,7 +149,7 @@ def test_absent_frames_and_parts_not_asked(walk_clip: Path, walk_left: tuple[Det
     def no_face(settings: Any) -> Any:
         raise AssertionError("FaceMesh ran although the face was not asked")
 
-    monkeypatch.setattr(hands_face2d, "_FaceFinder", no_face)
+    monkeypatch.setattr(hands_face2d, "FaceFinder", no_face)
     parts = detect_hands_face(walk_clip, gone, face=False, cache_dir=False)
     _checked_layout(gone, parts)
     assert parts.face_image is None and not parts.face_present.any()
@@ -188,7 +188,7 @@ def test_cache_returns_identical_arrays_and_heals(walk_clip: Path, walk_left: tu
 
     with monkeypatch.context() as patch:
         patch.setattr(hands_face2d, "_HandFinder", no_mediapipe)
-        patch.setattr(hands_face2d, "_FaceFinder", no_mediapipe)
+        patch.setattr(hands_face2d, "FaceFinder", no_mediapipe)
         recorder = Recorder()
         again = detect_hands_face(walk_clip, det, reporter=recorder, cache_dir=cache_dir)
         assert recorder.stages == [("hands_face", 18)] and recorder.frames == [18]

@@ -22,6 +22,7 @@ from scipy.spatial.transform import Rotation
 from core.common.skeleton import humanoid
 from core.scipy_rotations import from_wxyz
 from core.vmc import ADDRESS, parse_target, to_unity_position, to_unity_rotation
+from test_face import rendered_face  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 3.0
@@ -248,3 +249,45 @@ def test_a_receiver_that_closes_mid_stream_does_not_stop_it(walk_clip: Path) -> 
     done = lines[-1]
     assert done["done"] is True and done["stopped"] is None
     assert 0 < received < done["frames"], (received, done["frames"])  # it went on after the receiver left
+
+
+def test_face_streams_expressions_with_blinks_at_the_right_frames(rendered_face: Path) -> None:
+    """--face on our rendered face clip (bench/render_hands_face.py: blinks and jaw openings keyed at known frames):
+    every pose line carries the expression channels, the VMC bundles carry the VRM 0.x blend shapes then one
+    Blend/Apply, the blinks come at the frames they were keyed (frames dropped under load are not judged) and the
+    jaw follows the truth."""
+    from core.common.hands import expression_names
+    from core.vmc import blend_names
+
+    with np.load(rendered_face.with_suffix(".npz")) as z:
+        truth = {k: z[k] for k in ("blink", "jaw_open")}
+    receiver = Receiver()
+    try:
+        proc = live("--video", rendered_face.with_suffix(".mp4"), "--face", "--vmc", f"127.0.0.1:{receiver.port}",
+                    "--progress", "json")
+        stdout, stderr = proc.communicate(timeout=300)
+        time.sleep(0.2)
+    finally:
+        receiver.close()
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    lines = lines_of(stdout)
+    names = list(expression_names())
+    assert next(line["live"] for line in lines if "live" in line)["expressions"] == names
+    poses = [line["pose"] for line in lines if "pose" in line and line["pose"]["expressions"] is not None]
+    assert len(poses) >= 0.5 * lines[-1]["frames"]  # the face is found (frames without a pose are dropped ones)
+    frame = np.array([p["frame"] for p in poses])
+    weights = np.array([p["expressions"] for p in poses])
+    assert weights.shape == (len(poses), len(names)) and np.all((weights >= 0) & (weights <= 1))
+    blink, shut = weights[:, names.index("blink")], truth["blink"].max(axis=1)[frame]
+    assert np.all(blink[shut >= 0.99] >= 0.9), list(zip(frame[shut >= 0.99], blink[shut >= 0.99]))
+    near_open = np.array([truth["blink"].max(axis=1)[max(0, f - 2):f + 3].max() == 0 for f in frame])
+    assert np.all(blink[near_open] < 0.5)
+    jaw_r = np.corrcoef(weights[:, names.index("jawOpen")], truth["jaw_open"][frame])[0, 1]
+    print(f"\nlive --face on the rendered face: {len(poses)} poses with a face of {lines[-1]['frames']}, "
+          f"{int((shut >= 0.99).sum())} closed-eye frames all blink >= 0.9, jawOpen r {jaw_r:.3f}")
+    assert jaw_r >= 0.9
+    sent = set(blend_names().values())
+    blends = [args for _, address, args in receiver.messages if address == ADDRESS["blend"]]
+    assert {name for name, _ in blends} == sent and all(0.0 <= value <= 1.0 for _, value in blends)
+    assert len(blends) == len(sent) * len(receiver.of(ADDRESS["apply"]))  # every blend shape, then one Apply
+    assert len(receiver.of(ADDRESS["apply"])) == len(poses)
