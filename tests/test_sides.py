@@ -10,7 +10,7 @@ import pytest
 
 from core.detections import Detections
 from core.common.rigs import landmark_mirror, landmark_names
-from core.sides import best_labelling, fix_swaps, relabel, step_costs
+from core.sides import best_labelling, fix_swaps, group_landmarks, relabel, step_costs
 
 FPS = 30.0
 BASE = {  # (half-width m, height m, forward m) of each landmark of a person standing with arms down, facing +Z
@@ -142,3 +142,30 @@ def test_swaps_blended_over_frames_are_undone(runs: list[tuple[int, int]]) -> No
     det.world[2:-2] = blend(det.world)[2:-2]
     _, flags = fix_swaps(det)
     assert np.array_equal(flags, injected)
+
+
+def test_the_body_relabelled_without_the_legs_when_only_its_labels_were_swapped() -> None:
+    """Every label but the legs' exchanged on 15 frames: the body is put back exactly and the legs, whose own motion
+    says nothing was swapped, are left as they were (a whole-body relabelling would swap them)."""
+    clean = track()
+    flags = np.zeros(clean.num_frames, dtype=bool)
+    flags[30:45] = True
+    legs, body = group_landmarks()
+    fixed, found = fix_swaps(relabel(clean, flags, body))
+    assert np.array_equal(found, flags)
+    np.testing.assert_allclose(fixed.image, clean.image, atol=1e-4)
+    np.testing.assert_allclose(fixed.world, clean.world, atol=1e-6)
+
+
+def test_arms_alone_relabel_nothing() -> None:
+    """The arms' labels exchanged (hands crossing abruptly): the whole-body programme would relabel frames, but
+    neither the torso nor the legs confirm it, so nothing is relabelled and the rest of the body keeps its labels."""
+    clean = track()
+    flags = np.zeros(clean.num_frames, dtype=bool)
+    flags[30:45] = True
+    arms = np.array([landmark_names().index(f"{s}_{n}") for n in ("elbow", "wrist", "pinky", "index", "thumb")
+                     for s in ("left", "right")])
+    det = relabel(clean, flags, arms)
+    assert best_labelling(det.image[:, :, :2], det.world).any()
+    fixed, found = fix_swaps(det)
+    assert not found.any() and fixed is det
