@@ -161,8 +161,8 @@ def matched_names(matches: Iterable[MeshMatch]) -> dict[str, list[str]]:
 
 @dataclass
 class FaceReport:
-    """What key_expressions did: mesh object -> the shape keys keyed on it, the new actions (one per mesh's Key),
-    the motion's expressions that drive nothing, and a one-line notice when nothing was keyed ("" otherwise)."""
+    """What key_weights did: mesh object -> the shape keys keyed on it, the new actions (one per mesh's Key), the
+    expressions that drive nothing, and a one-line notice when nothing was keyed ("" otherwise)."""
 
     keyed: dict[str, list[str]] = field(default_factory=dict)
     actions: list[bpy.types.Action] = field(default_factory=list)
@@ -183,10 +183,14 @@ class FaceReport:
             (f"; {len(self.unmatched)} expressions matched none" if self.unmatched else "")
 
 
+def clean_weights(weights: np.ndarray) -> np.ndarray:
+    """Expression weights (..., E) as floats 0..1, a missing (NaN) weight as 0."""
+    return np.clip(np.nan_to_num(np.asarray(weights, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+
+
 def expression_weights(motion: Motion) -> np.ndarray:
     """The motion's (F, E) expression weights, 0..1, a missing (NaN) weight as 0."""
-    weights = np.nan_to_num(np.asarray(motion.expressions, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(weights, 0.0, 1.0)
+    return clean_weights(motion.expressions)
 
 
 def _new_key_action(key: bpy.types.Key, name: str) -> tuple[bpy.types.Action, bpy.types.bpy_prop_collection]:
@@ -208,29 +212,49 @@ def shape_key_path(name: str) -> str:
 def key_expressions(target: bpy.types.Object | Sequence[bpy.types.Object], motion: Motion,
                     mapping: Mapping[str, Sequence[str]] | None = None, frame_start: int = 1,
                     action_name: str | None = None) -> FaceReport:
-    """Key `motion`'s expressions onto the shape keys of `target` (an armature's meshes, a mesh, or a list of them),
-    frames frame_start .. frame_start + F - 1, one new action per mesh's shape keys (`<action_name>_<mesh>`),
-    assigned; a Key's previous action keeps a fake user. mapping None: the one saved on the character, else the
-    defaults. Never raises for a character without shape keys: the report's notice says so."""
-    objects = [target] if isinstance(target, bpy.types.Object) else list(target)
-    character = character_of(objects[0]) if objects else None
-    label = character.name if character is not None else "the character"
-    report = FaceReport()
+    """Key `motion`'s expressions onto the shape keys of `target` (key_weights); a motion without expressions gets a
+    notice."""
     if motion.expressions is None or not motion.expression_names:
-        report.notice = "The motion has no facial expressions: only the body is animated."
-        return report
+        return FaceReport(notice="The motion has no facial expressions: only the body is animated.")
+    return key_weights(target, expression_weights(motion), list(motion.expression_names), mapping, frame_start,
+                       action_name)
+
+
+def _label(objects: Sequence[bpy.types.Object]) -> tuple[bpy.types.Object | None, str]:
+    character = character_of(objects[0]) if objects else None
+    return character, character.name if character is not None else "the character"
+
+
+def no_match_notice(label: str, has_keys: bool) -> str:
+    """The notice for a character whose shape keys none of the expressions drive."""
+    return (f"{label} has {'no shape keys matching' if has_keys else 'no shape keys for'} Mimic's expressions (VRM, "
+            f"VRoid Fcl_*, ARKit or MMD names): only the body is animated; map them in Mimic > Face.")
+
+
+def driven(matches: Iterable[MeshMatch]) -> set[str]:
+    """The expressions that drive at least one shape key."""
+    return {e for m in matches for es in m.drives.values() for e in es}
+
+
+def key_weights(target: bpy.types.Object | Sequence[bpy.types.Object], weights: np.ndarray, names: Sequence[str],
+                mapping: Mapping[str, Sequence[str]] | None = None, frame_start: int = 1,
+                action_name: str | None = None) -> FaceReport:
+    """Key expression weights (F, E) 0..1 (columns named `names`) onto the shape keys of `target` (an armature's
+    meshes, a mesh, or a list of them), frames frame_start .. frame_start + F - 1, one new action per mesh's shape
+    keys (`<action_name>_<mesh>`), assigned; a Key's previous action keeps a fake user. mapping None: the one saved on
+    the character, else the defaults. Never raises for a character without shape keys: the report's notice says so."""
+    objects = [target] if isinstance(target, bpy.types.Object) else list(target)
+    character, label = _label(objects)
+    report = FaceReport()
     mapping = mapping_for(character) if mapping is None else mapping
-    column = {name: i for i, name in enumerate(motion.expression_names)}
+    column = {name: i for i, name in enumerate(names)}
     matches = match_shape_keys(character_meshes(objects), {e: list(mapping.get(e, ())) for e in column})
-    driven = {e for m in matches for es in m.drives.values() for e in es}
-    report.unmatched = [e for e in motion.expression_names if e not in driven]
-    if not driven:
-        has_keys = bool(matches)
-        report.notice = (f"{label} has {'no shape keys matching' if has_keys else 'no shape keys for'} Mimic's "
-                         f"expressions (VRM, VRoid Fcl_*, ARKit or MMD names): only the body is animated; map them in "
-                         f"Mimic > Face.")
+    used = driven(matches)
+    report.unmatched = [e for e in names if e not in used]
+    if not used:
+        report.notice = no_match_notice(label, bool(matches))
         return report
-    weights = expression_weights(motion)
+    weights = clean_weights(weights)
     frames = np.arange(weights.shape[0], dtype=np.float64) + frame_start
     base = action_name or f"{label}_face"
     for m in matches:
@@ -247,3 +271,16 @@ def key_expressions(target: bpy.types.Object | Sequence[bpy.types.Object], motio
         report.actions.append(action)
         report.keyed[m.mesh.name] = list(m.drives)
     return report
+
+
+def set_weights(matches: Iterable[MeshMatch], names: Sequence[str], weights: np.ndarray) -> None:
+    """Set each matched shape key's value now to its expressions' weight (E,) 0..1 (columns named `names`; the max
+    of several, as keying takes); expressions not in `names` are left out, keys they alone drive left as they are."""
+    column = {name: i for i, name in enumerate(names)}
+    w = clean_weights(weights).tolist()
+    for m in matches:
+        blocks = m.key.key_blocks
+        for name, expressions in m.drives.items():
+            cols = [column[e] for e in expressions if e in column]
+            if cols:
+                blocks[name].value = max(w[c] for c in cols)

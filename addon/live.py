@@ -7,11 +7,14 @@ relative to its own rest); `record_action` bakes a recorded take the same way in
 package imports bpy, so it is imported inside the functions that pose, never at module level.
 
 Stream (JSON lines on the core's stdout, after the protocol line):
-  {"live": {"joints": [humanoid joint names], "fps": 30.0}}                                   once
+  {"live": {"joints": [humanoid joint names], "fps": 30.0, "expressions": [names]}}        once; expressions: --face
   {"skeleton": {"offsets": [[x, y, z], ...]}}         optional, any time: the bone lengths the core measured
-  {"pose": {"frame": i, "time": s, "latency_ms": x, "root": [x, y, z], "rotations": [[w, x, y, z], ...]}}
+  {"pose": {"frame": i, "time": s, "latency_ms": x, "root": [x, y, z], "rotations": [[w, x, y, z], ...],
+            "expressions": [0..1 per name] | null}}                          expressions: --face, null without a face
   {"done": true, ...} or {"error": {...}}                                                     last
 Poses are in Mimic's axes (Y up, faces +Z, metres), local rotations of rigs/humanoid.json in the header's order.
+Expression weights (rigs/expressions.json's names, in the header's order) set the character's shape keys through
+addon/face.py's mapping; a take keys them like an offline import's (face.key_weights).
 Offsets (also accepted in the header) are rest offsets in that order; without them the skeleton has the default
 proportions of rigs/humanoid.json, which sets the character's height above the floor from the root's height.
 """
@@ -20,7 +23,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +38,7 @@ from .job import CoreJob
 if TYPE_CHECKING:
     import bpy
 
+    from .face import FaceReport, MeshMatch
     from .retarget import Baked, TargetRig
 
 DEFAULT_FPS = 30.0  # the stream's rate when the header does not say
@@ -43,15 +48,16 @@ RATE_WINDOW = 30  # poses over which the received frame rate is measured
 @dataclass(frozen=True)
 class LiveSource:
     """Where the live core reads frames: a camera index, or a video file played at its own rate. use_vmc: also
-    send VMC (OSC) from the core; Blender itself only needs the JSON lines."""
+    send VMC (OSC) from the core; Blender itself only needs the JSON lines. use_face: also track the face (--face)."""
 
     camera: int | None = 0
     video: str | None = None
     use_vmc: bool = False
+    use_face: bool = False
 
     def to_args(self) -> list[str]:
         args = ["--video", str(self.video)] if self.video else ["--camera", str(int(self.camera or 0))]
-        return args + ([] if self.use_vmc else ["--no-vmc"])
+        return args + ([] if self.use_vmc else ["--no-vmc"]) + (["--face"] if self.use_face else [])
 
 
 def live_command(python: str | Path, source: LiveSource) -> list[str]:
@@ -64,7 +70,8 @@ def live_command(python: str | Path, source: LiveSource) -> list[str]:
 class LivePose:
     """One received frame. frame: the core's frame index; time: seconds since the stream started; latency_ms: the
     core's capture-to-send delay; root: (3,) metres, Mimic axes; rotations: (J, 4) w-x-y-z local rotations in the
-    order of Mimic's humanoid (rigs/humanoid.json; joints the stream lacks are identity); received: monotonic s."""
+    order of Mimic's humanoid (rigs/humanoid.json; joints the stream lacks are identity); received: monotonic s;
+    expressions: (E,) weights 0..1 in the order of LiveSession.expression_names, None without a face (or unusable)."""
 
     frame: int
     time: float
@@ -72,12 +79,15 @@ class LivePose:
     root: np.ndarray
     rotations: np.ndarray
     received: float
+    expressions: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class Take:
     """The poses received while recording, stacked. rotations: (F, J, 4); root: (F, 3); frames: (F,) the core's
-    frame indices; times: (F,) seconds; fps: the stream's rate; skeleton: the one the poses belong to."""
+    frame indices; times: (F,) seconds; fps: the stream's rate; skeleton: the one the poses belong to;
+    expressions: (F, E) weights 0..1 named by expression_names (a frame without a face holds the previous face
+    frame's, 0 before the first), None when the stream has no expressions."""
 
     rotations: np.ndarray
     root: np.ndarray
@@ -85,6 +95,8 @@ class Take:
     times: np.ndarray
     fps: float
     skeleton: skeleton.Skeleton
+    expressions: np.ndarray | None = None
+    expression_names: tuple[str, ...] = ()
 
     @property
     def num_frames(self) -> int:
@@ -101,6 +113,7 @@ class LiveSession:
         self.job = CoreJob.from_argv(argv, root, env)
         self.job.on_message = self._on_message
         self.header: dict[str, Any] | None = None
+        self.expression_names: list[str] = []  # the header's expression channels (with --face)
         self.fps = DEFAULT_FPS
         self.received = 0  # poses received
         self.skipped = 0  # lines that could not be used (malformed, non-finite, before the header)
@@ -184,8 +197,10 @@ class LiveSession:
         poses, self._take = self._take, None
         if not poses:
             return None
+        names = tuple(self.expression_names)
         return Take(np.stack([p.rotations for p in poses]), np.stack([p.root for p in poses]),
-                    np.array([p.frame for p in poses]), np.array([p.time for p in poses]), self.fps, self.skeleton)
+                    np.array([p.frame for p in poses]), np.array([p.time for p in poses]), self.fps, self.skeleton,
+                    held_expressions([p.expressions for p in poses], len(names)) if names else None, names)
 
     def _on_message(self, msg: dict[str, Any]) -> None:
         if "pose" in msg:
@@ -208,6 +223,8 @@ class LiveSession:
         column = {name: i for i, name in enumerate(joints)}
         self.header = header
         self._order = np.array([column.get(name, -1) for name in self.skeleton.names])
+        names = header.get("expressions")
+        self.expression_names = [str(n) for n in names] if isinstance(names, list) else []
         fps = header.get("fps")
         if isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0:
             self.fps = float(fps)
@@ -246,9 +263,35 @@ class LiveSession:
             if not (np.all(np.isfinite(out)) and np.all(np.isfinite(root)) and np.all(norm > 1e-6)):
                 return None
             return LivePose(int(data.get("frame", self.received)), float(data.get("time", 0.0)),
-                            float(data.get("latency_ms", 0.0)), root, out / norm, time.monotonic())
+                            float(data.get("latency_ms", 0.0)), root, out / norm, time.monotonic(),
+                            self._parse_expressions(data.get("expressions")))
         except (KeyError, TypeError, ValueError):
             return None
+
+    def _parse_expressions(self, data: Any) -> np.ndarray | None:
+        """A pose's expression weights (E,) clipped to 0..1; None without a face or when they cannot be used (the
+        pose itself is kept)."""
+        if data is None or not self.expression_names:
+            return None
+        try:
+            weights = np.asarray(data, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+        if weights.shape != (len(self.expression_names),) or not np.all(np.isfinite(weights)):
+            return None
+        return np.clip(weights, 0.0, 1.0)
+
+
+def held_expressions(rows: list[np.ndarray | None], count: int) -> np.ndarray:
+    """Per-frame weights (E,) or None (no face) -> (F, E): a frame without a face holds the previous face frame's
+    weights, 0 before the first."""
+    out = np.zeros((len(rows), count))
+    have = np.array([r is not None for r in rows], dtype=bool)
+    if have.any():
+        out[have] = np.stack([r for r in rows if r is not None])
+        last = np.maximum.accumulate(np.where(have, np.arange(len(rows)), -1))  # the latest face frame up to each
+        out = np.where((last >= 0)[:, None], out[np.maximum(last, 0)], 0.0)
+    return out
 
 
 # --- posing a character (bpy objects; the retargeting package imported where used) ---------------------------------
@@ -258,7 +301,8 @@ class LiveTarget:
     """What posing one character needs, worked out once per session (the same inputs as `retarget_source`).
     bone_map: humanoid joint -> bone; source_map: humanoid joint -> the stream's joint; joint_bones: joint -> the
     bone whose rest marks it; rig: the rest pose (its object matrix is re-read every frame); constrained: the mapped
-    bones hang under constrained helpers (solved through Blender's evaluation); settings: control switches (IK_FK)."""
+    bones hang under constrained helpers (solved through Blender's evaluation); settings: control switches (IK_FK);
+    face: the character's shape keys the stream's expressions (face_names) drive, None until prepare_face."""
 
     bone_map: dict[str, str]
     source_map: dict[str, str]
@@ -267,11 +311,14 @@ class LiveTarget:
     constrained: bool
     settings: dict[str, float]
     skeleton: skeleton.Skeleton
+    face: list[MeshMatch] | None = None
+    face_names: list[str] = field(default_factory=list)
 
 
-def prepare_target(obj: bpy.types.Object, bone_map: dict[str, str] | None = None) -> LiveTarget:
+def prepare_target(obj: bpy.types.Object, bone_map: dict[str, str] | None = None,
+                   expressions: Sequence[str] = ()) -> LiveTarget:
     """The posing inputs of armature `obj`: bone_map as given, else saved on it, else detected (RetargetError says
-    what is missing)."""
+    what is missing); with the stream's expression names, its shape keys too (prepare_face)."""
     from . import retarget, rigmap
 
     bone_map = retarget.resolve_target_map(obj, bone_map)
@@ -279,9 +326,35 @@ def prepare_target(obj: bpy.types.Object, bone_map: dict[str, str] | None = None
     source_bones = {n: (sk.names[p] if p >= 0 else None) for n, p in zip(sk.names, sk.parents)}
     source_map = rigmap.resolve_bone_map(source_bones, None, "Mimic's live skeleton")
     bones = rigmap.armature_bones(obj)
-    return LiveTarget(bone_map, source_map, rigmap.joint_bones(bone_map, bones), retarget.target_from_armature(obj),
-                      retarget.needs_evaluation(obj, list(bone_map.values())),
-                      rigmap.control_settings(bone_map, bones), sk)
+    target = LiveTarget(bone_map, source_map, rigmap.joint_bones(bone_map, bones),
+                        retarget.target_from_armature(obj), retarget.needs_evaluation(obj, list(bone_map.values())),
+                        rigmap.control_settings(bone_map, bones), sk)
+    if expressions:
+        prepare_face(obj, target, expressions)
+    return target
+
+
+def prepare_face(obj: bpy.types.Object, target: LiveTarget, expressions: Sequence[str]) -> str:
+    """Match the shape keys of `obj`'s meshes to the stream's expression names once (face.match_shape_keys with the
+    character's mapping) into target.face; returns the notice for a character none of them drive, else ""."""
+    from . import face
+
+    mapping = face.mapping_for(obj)
+    matches = face.match_shape_keys(face.character_meshes(obj), {e: list(mapping.get(e, ())) for e in expressions})
+    target.face = [m for m in matches if m.drives]
+    target.face_names = list(expressions)
+    return "" if target.face else face.no_match_notice(obj.name, bool(matches))
+
+
+def write_expressions(target: LiveTarget, pose: LivePose) -> bool:
+    """Set the character's matched shape keys to the pose's expression weights now; False when there is nothing to
+    set (no face in the frame, or no matched shape keys), leaving them as they were."""
+    if pose.expressions is None or not target.face or len(pose.expressions) != len(target.face_names):
+        return False
+    from . import face
+
+    face.set_weights(target.face, target.face_names, pose.expressions)
+    return True
 
 
 def solve_pose_frames(target: LiveTarget, rotations: np.ndarray, root: np.ndarray, fps: float,
@@ -397,6 +470,7 @@ def apply_pose(obj: bpy.types.Object, pose: LivePose, bone_map: dict[str, str] |
     target = target if target is not None else prepare_target(obj, bone_map)
     baked = solve_frames(obj, target, pose.rotations[None], pose.root[None], fps, source)
     write_pose(obj, baked)
+    write_expressions(target, pose)
     return baked
 
 
@@ -410,12 +484,25 @@ def record_action(obj: bpy.types.Object, target: LiveTarget, take: Take, name: s
     return bake_action(obj, baked, name, frame_start)
 
 
+def record_face(obj: bpy.types.Object, target: LiveTarget, take: Take, name: str,
+                frame_start: int) -> FaceReport | None:
+    """Key a take's expressions onto `obj`'s matched shape keys (face.key_weights: one new action per mesh's Key,
+    `<name>_<mesh>`), one key per received frame from `frame_start` on; None when there is nothing to key."""
+    if take.expressions is None or not target.face:
+        return None
+    from . import face
+
+    return face.key_weights(obj, take.expressions, take.expression_names, frame_start=frame_start, action_name=name)
+
+
 @dataclass
 class PoseSnapshot:
-    """Pose bones' basis matrices and custom properties, to put a character back as it was before live."""
+    """Pose bones' basis matrices and custom properties, and the values of the shape keys live sets (keep_face), to
+    put a character back as it was before live."""
 
     basis: dict[str, Any]
     props: dict[tuple[str, str], Any]
+    shape_keys: dict[tuple[str, str], float] = field(default_factory=dict)  # (mesh object, shape key) -> value
 
     @classmethod
     def of(cls, obj: bpy.types.Object, props: dict[str, float]) -> PoseSnapshot:
@@ -424,7 +511,20 @@ class PoseSnapshot:
         return cls({pb.name: pb.matrix_basis.copy() for pb in bones},
                    {(pb.name, key): pb[key] for pb in bones for key in props if key in pb})
 
+    def keep_face(self, matches: Sequence[MeshMatch]) -> None:
+        """Remember the values of the shape keys in `matches` (before live sets them)."""
+        for m in matches:
+            for name in m.drives:
+                self.shape_keys.setdefault((m.mesh.name, name), float(m.key.key_blocks[name].value))
+
     def restore(self, obj: bpy.types.Object) -> None:
+        import bpy
+
+        for (mesh, name), value in self.shape_keys.items():
+            data = getattr(bpy.data.objects.get(mesh), "data", None)
+            key = getattr(data, "shape_keys", None)
+            if key is not None and name in key.key_blocks:
+                key.key_blocks[name].value = value
         bones = obj.pose.bones
         for (name, key), value in self.props.items():
             if name in bones:

@@ -1,5 +1,6 @@
 """Live mode in the sidebar (Mimic > Live): start the live core, pose the selected character as frames arrive,
-record takes into actions, stop.
+record takes into actions, stop. With Face on, the core also tracks the face (--face) and its expression weights set
+the character's shape keys (face.py's mapping); Record keys them too.
 
 `LiveRun` is one session on one character; the modal operator's timer calls `LiveRun.tick`, which never waits:
 the core's lines are read by a thread, the tick parses what is there, hands the newest pose to a worker thread
@@ -46,8 +47,8 @@ def live_source(settings: bpy.types.PropertyGroup) -> live.LiveSource:
         if not path or not Path(path).is_file():
             raise MimicAddonError(f"No video file at {path or '(empty)'} for live mode. Choose a video file in "
                                   f"Mimic > Live, or set Source to Camera.")
-        return live.LiveSource(camera=None, video=path)
-    return live.LiveSource(camera=settings.live_camera)
+        return live.LiveSource(camera=None, video=path, use_face=settings.use_live_face)
+    return live.LiveSource(camera=settings.live_camera, use_face=settings.use_live_face)
 
 
 def _armature(context: bpy.types.Context) -> bpy.types.Object | None:
@@ -67,8 +68,10 @@ class LiveRun:
         self.solver = live.PoseSolver(target, session.fps)
         self.record_start = 1
         self.actions: list[str] = []
+        self.face_actions: list[str] = []  # the takes' shape-key actions (one per mesh's Key per take)
         self.messages: list[tuple[str, str]] = []
         self.applied = 0
+        self.shown: live.LivePose | None = None  # the pose written last
         self.latency_ms = 0.0
         self.finished = False
 
@@ -90,6 +93,8 @@ class LiveRun:
                 self.session.start_recording()
                 self.record_start = context.scene.frame_current
         running = self.session.poll()
+        if self.session.expression_names and self.target.face is None:
+            self._prepare_face(obj)
         pose = self.session.take_newest()
         if pose is not None:
             self.solver.fps = self.session.fps
@@ -98,12 +103,23 @@ class LiveRun:
             solved = self.solver.take()  # solved on the worker meanwhile: only written here
             if solved is not None:
                 live.write_pose(obj, live.through_constraints(obj, self.target, solved[1]))
+                live.write_expressions(self.target, solved[0])
                 self.applied += 1
+                self.shown = solved[0]
                 self.latency_ms = solved[0].latency_ms
         except (MimicError, KeyError, ValueError) as err:
             self.messages.append(("ERROR", f"Cannot pose {obj.name}: {err}. Live mode stopped."))
             return False
         return running
+
+    def _prepare_face(self, obj: bpy.types.Object) -> None:
+        """The stream has expressions: match the character's shape keys once and keep their values for Stop; a
+        character without matching shape keys gets the body and one notice."""
+        notice = live.prepare_face(obj, self.target, self.session.expression_names)
+        if notice:
+            self.messages.append(("INFO", notice))
+        else:
+            self.snapshot.keep_face(self.target.face)
 
     def take_messages(self) -> list[tuple[str, str]]:
         """The reports collected since the last call (a take keyed while live goes on)."""
@@ -124,6 +140,10 @@ class LiveRun:
         end = self.record_start + take.num_frames - 1
         self.messages.append(("INFO", f"Recorded {take.num_frames} frames as action {action.name!r} "
                                       f"(frames {self.record_start}-{end})"))
+        report = live.record_face(obj, self.target, take, f"{action.name}_face", self.record_start)
+        if report is not None and report.actions:
+            self.face_actions += [a.name for a in report.actions]
+            self.messages.append(("INFO", report.summary()))
 
     def finish(self, context: bpy.types.Context) -> list[tuple[str, str]]:
         """Stop the core, key the take being recorded, put the character's pose back; returns every report."""
@@ -289,6 +309,7 @@ class MIMIC_PT_live(SidebarPanel, bpy.types.Panel):
         col.enabled = run is None
         col.row().prop(settings, "live_source", expand=True)
         col.prop(settings, "live_camera" if settings.live_source == "CAMERA" else "live_video")
+        col.prop(settings, "use_live_face")
         obj = _armature(context)
         if run is not None:
             layout.label(text=f"Posing {run.object_name}", icon="ARMATURE_DATA")

@@ -96,6 +96,10 @@ class MIMIC_PG_settings(ImportSettings, bpy.types.PropertyGroup):
     ), default="CAMERA")
     live_camera: IntProperty(name="Camera", description="Camera index (0 = the first camera)", min=0, max=63)
     live_video: StringProperty(name="Video", description="Video file to play in live mode", subtype="FILE_PATH")
+    use_live_face: BoolProperty(name="Face", default=False,
+                                description="Also track the face and set the character's shape keys as it moves "
+                                            "(blinks, mouth shapes, brows, gaze; mapped as in Mimic > Face), "
+                                            "keyed by Record; costs about 10 % more time per frame")
     use_live_record: BoolProperty(name="Record", default=False,
                                   description="Key every frame that arrives into a new action on the character "
                                               "(one key per received frame from the current frame on)")

@@ -1,6 +1,7 @@
 """Live mode in real Blender (bpy 5.0.1) with the extension enabled: one live frame poses a character exactly as
 offline retargeting poses that frame (Mixamo- and VRM-named rigs with awkward rests), Record keys one key per
-received frame, Stop ends the core subprocess, and the timer's tick never waits for the core.
+received frame, Stop ends the core subprocess, and the timer's tick never waits for the core. With Face on (--face)
+the stream's expression weights set the character's shape keys and Record keys them.
 
 The core is a fake one (a small script printing the live contract's JSON lines) started as the "Python" of the
 add-on's preferences, so it goes through the same path as the real `python -m core live`; where core/live.py exists,
@@ -24,7 +25,8 @@ import pytest
 bpy = pytest.importorskip("bpy")
 import addon_utils  # noqa: E402  (Blender's module, importable once bpy is)
 
-from conftest import enabled_extension  # noqa: E402
+from conftest import LayoutRecorder, enabled_extension  # noqa: E402
+from core.common.hands import expression_names  # noqa: E402
 from core.common.motionfile import Motion  # noqa: E402
 from core.common.skeleton import humanoid  # noqa: E402
 from test_retarget import awkward_armature, known_motion  # noqa: E402
@@ -51,7 +53,9 @@ if os.environ.get("MIMIC_FAKE_JUNK"):
     print("a library's stray output", flush=True)
     emit({"pose": {"frame": -1, "root": [0, 1, 0], "rotations": data["frames"][0]["rotations"]}})  # before the header
 time.sleep(float(os.environ.get("MIMIC_FAKE_DELAY", "0")))
-emit({"live": {"joints": data["joints"], "fps": data["fps"], "argv": sys.argv[1:]}})
+face = bool(os.environ.get("MIMIC_FAKE_FACE"))  # --face's expressions: names in the header, weights per pose
+header = {"joints": data["joints"], "fps": data["fps"], "argv": sys.argv[1:]}
+emit({"live": dict(header, expressions=data["expression_names"]) if face else header})
 if os.environ.get("MIMIC_FAKE_OFFSETS"):  # the bone lengths "measured" after the first frames
     emit({"skeleton": {"offsets": data["offsets"]}})
 if os.environ.get("MIMIC_FAKE_JUNK"):
@@ -60,8 +64,10 @@ if os.environ.get("MIMIC_FAKE_JUNK"):
 i = 0
 while count == 0 or i < count:
     f = data["frames"][i % len(data["frames"])]
-    emit({"pose": {"frame": i, "time": i / data["fps"], "latency_ms": 12.5, "root": f["root"],
-                   "rotations": f["rotations"]}})
+    pose = {"frame": i, "time": i / data["fps"], "latency_ms": 12.5, "root": f["root"], "rotations": f["rotations"]}
+    if face:
+        pose["expressions"] = data["faces"][i % len(data["faces"])]  # null: no face in this frame
+    emit({"pose": pose})
     i += 1
     time.sleep(interval)
 if os.environ.get("MIMIC_FAKE_ERROR"):
@@ -89,10 +95,10 @@ def submodule(ext, name: str):
 
 
 def clean_scene() -> None:
-    """Remove every object, armature and action (the extension stays enabled, unlike a factory reset)."""
+    """Remove every object, armature, mesh and action (the extension stays enabled, unlike a factory reset)."""
     for obj in list(bpy.data.objects):
         bpy.data.objects.remove(obj)
-    for data in (bpy.data.armatures, bpy.data.actions):
+    for data in (bpy.data.armatures, bpy.data.actions, bpy.data.meshes):
         for item in list(data):
             data.remove(item)
     bpy.context.scene.frame_set(1)
@@ -102,6 +108,38 @@ def clean_scene() -> None:
 
 STREAM_JOINTS = list(reversed(humanoid().names))  # another order than the skeleton's: the header's order counts
 SCALE = 0.9  # the fake core's measured bone lengths, relative to the default humanoid's
+
+
+FACE_CYCLE = 30  # the fake core's expression frames, cycled
+
+
+def fake_face_rows() -> list:
+    """The fake core's per-frame expressions: a blink ramp, jawOpen a sine, aa a cosine, the rest still; null (no
+    face) on frame 0 and every 6th from 4; unusable rows (too short, NaN, text) on frames 7, 13 and 19."""
+    names = expression_names()
+    rows: list = []
+    for i in range(FACE_CYCLE):
+        w = 0.02 * (np.arange(len(names)) % 5)
+        w[names.index("blink")] = (i % 10) / 9
+        w[names.index("jawOpen")] = 0.5 + 0.5 * math.sin(0.6 * i)
+        w[names.index("aa")] = 0.3 + 0.2 * math.cos(0.4 * i)
+        rows.append(None if i == 0 or i % 6 == 4 else w.tolist())
+    rows[7], rows[13], rows[19] = [0.5, 0.5], [math.nan] * len(names), "closed"
+    return rows
+
+
+def expected_faces(count: int) -> np.ndarray:
+    """(count, E) what the add-on must make of the fake core's rows: frames without a usable face hold the previous
+    face frame's weights, 0 before the first."""
+    rows = fake_face_rows()
+    out = np.zeros((count, len(expression_names())))
+    last = out[0]
+    for i in range(count):
+        row = rows[i % FACE_CYCLE]
+        usable = isinstance(row, list) and len(row) == len(last) and np.all(np.isfinite(row))
+        last = np.array(row, dtype=np.float64) if usable else last
+        out[i] = last
+    return out
 
 
 def stream_frames(motion: Motion, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +158,8 @@ def fake_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
               for f in range(motion.num_frames)]
     offsets = (SCALE * motion.offsets[order]).tolist()
     (folder / "poses.json").write_text(json.dumps({"joints": STREAM_JOINTS, "fps": motion.fps, "frames": frames,
-                                                   "offsets": offsets}))
+                                                   "offsets": offsets, "expression_names": expression_names(),
+                                                   "faces": fake_face_rows()}))
     (folder / "fake_core.py").write_text(FAKE_CORE)
     wrapper = folder / "python"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{folder / "fake_core.py"}" "$@"\n')
@@ -138,6 +177,7 @@ def live_setup(ext, fake_python: Path, tmp_path: Path, monkeypatch: pytest.Monke
     clip.write_bytes(b"not read by the fake core")
     settings = bpy.context.scene.mimic
     settings.live_source, settings.live_video, settings.use_live_record = "VIDEO", str(clip), False
+    settings.use_live_face = False
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.python_path = str(fake_python)
     monkeypatch.setenv("MIMIC_FAKE_POSES", str(fake_python.parent / "poses.json"))
@@ -277,6 +317,7 @@ def test_session_parses_the_stream_newest_for_posing_all_for_recording(ext, fake
     rotations, root = stream_frames(known_motion(), 30)
     assert np.allclose(take.rotations, rotations) and np.allclose(take.root, root)  # back in skeleton order
     assert take.skeleton is session.skeleton and np.allclose(session.skeleton.offsets, SCALE * humanoid().offsets)
+    assert session.expression_names == [] and newest.expressions is None and take.expressions is None  # no --face
 
 
 def test_record_keys_one_key_per_received_frame(ext, live_setup, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -324,6 +365,187 @@ def test_record_keys_one_key_per_received_frame(ext, live_setup, monkeypatch: py
 
 def fcurves(action: bpy.types.Action) -> list[bpy.types.FCurve]:
     return [fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags for fc in bag.fcurves]
+
+
+# --- the face: expressions onto shape keys -------------------------------------------------------------------------
+
+FACE_KEYS = ("blink", "aa", "jawOpen")  # VRM presets and an ARKit name; each driven by the expression of its name
+KEY_REST = 0.25  # the shape keys' values before live
+
+
+def add_face_mesh(arm: bpy.types.Object, keys: tuple[str, ...] = FACE_KEYS) -> bpy.types.Object:
+    """A face mesh deformed by the armature (its child, with an Armature modifier) with a basis and shape keys
+    `keys`, each moving one vertex, each at KEY_REST."""
+    data = bpy.data.meshes.new(f"{arm.name}_Face")
+    data.from_pydata([(0, 0, 0), (0.1, 0, 0), (0, 0.1, 0)], [], [(0, 1, 2)])
+    mesh = bpy.data.objects.new(data.name, data)
+    bpy.context.scene.collection.objects.link(mesh)
+    mesh.parent = arm
+    mesh.modifiers.new("Armature", "ARMATURE").object = arm
+    if keys:
+        mesh.shape_key_add(name="Basis")
+        for k, name in enumerate(keys):
+            block = mesh.shape_key_add(name=name)
+            block.data[k % 3].co.z += 0.01
+            block.value = KEY_REST
+    return mesh
+
+
+def key_values(mesh: bpy.types.Object, keys: tuple[str, ...] = FACE_KEYS) -> np.ndarray:
+    blocks = mesh.data.shape_keys.key_blocks
+    return np.array([blocks[k].value for k in keys])
+
+
+def expected_keys(weights: np.ndarray) -> np.ndarray:
+    """(..., len(FACE_KEYS)) the columns of (..., E) weights that drive FACE_KEYS (each key its own expression)."""
+    names = expression_names()
+    return weights[..., [names.index(k) for k in FACE_KEYS]]
+
+
+def has_face(frame: int) -> bool:
+    """Whether the fake core's frame `frame` carries usable expression weights."""
+    row = fake_face_rows()[frame % FACE_CYCLE]
+    return isinstance(row, list) and len(row) == len(expression_names()) and bool(np.all(np.isfinite(row)))
+
+
+def test_session_reads_expressions_and_keeps_poses_with_bad_ones(ext, fake_python: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """--face's stream: the header's names, each pose's weights; a pose without a usable face (null, too short,
+    NaN, text) keeps its body with expressions None; a take holds the previous face frame's weights."""
+    live = submodule(ext, "live")
+    monkeypatch.setenv("MIMIC_FAKE_POSES", str(fake_python.parent / "poses.json"))
+    monkeypatch.setenv("MIMIC_FAKE_FRAMES", "40")
+    monkeypatch.setenv("MIMIC_FAKE_FACE", "1")
+    session = live.LiveSession(live.live_command(fake_python, live.LiveSource(camera=0, use_face=True))).start()
+    session.start_recording()
+    poses = []
+    deadline = time.monotonic() + 30
+    while session.poll() or poses[-1:] != [None]:
+        poses.append(session.take_newest())
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    assert session.error() is None and session.header["argv"][-4:] == ["--face", "--progress", "json",
+                                                                      "--watch-stdin"]
+    assert session.expression_names == list(expression_names())
+    assert session.received == 40 and session.skipped == 0  # no pose dropped for its face
+    rows = fake_face_rows()
+    for pose in filter(None, poses):
+        if has_face(pose.frame):
+            assert pose.expressions.shape == (27,) and np.allclose(pose.expressions, rows[pose.frame % FACE_CYCLE])
+        else:
+            assert pose.expressions is None, pose.frame
+    take = session.stop_recording()
+    assert take.expression_names == tuple(expression_names()) and take.expressions.shape == (40, 27)
+    np.testing.assert_allclose(take.expressions, expected_faces(40))
+    assert not take.expressions[0].any() and np.array_equal(take.expressions[4], take.expressions[3])
+
+
+def test_live_face_sets_the_shape_keys(ext, live_setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Face on: --face goes to the core, the face mesh's blink, aa and jawOpen follow the stream (the last pose's
+    weights once it is shown) while the body is posed; Stop puts the shape keys back."""
+    live, live_ui = submodule(ext, "live"), submodule(ext, "live_ui")
+    obj, names, clip = live_setup
+    mesh = add_face_mesh(obj)
+    count = 27  # the last frame (26) has a face
+    monkeypatch.setenv("MIMIC_FAKE_FACE", "1")
+    monkeypatch.setenv("MIMIC_FAKE_FRAMES", str(count))
+    monkeypatch.setenv("MIMIC_FAKE_INTERVAL", "0.005")
+    bpy.context.scene.mimic.use_live_face = True
+    arm_before = np.array(obj.pose.bones[names["LeftUpperArm"]].matrix_basis)
+    run = live_ui.start_run(bpy.context)
+    seen = []
+    deadline = time.monotonic() + 30
+    while run.shown is None or run.shown.frame != count - 1:
+        run.tick(bpy.context)
+        seen.append((run.shown.frame if run.shown is not None else -1, key_values(mesh)))
+        assert time.monotonic() < deadline, "the last pose was not shown in time"
+        time.sleep(0.01)
+    assert run.session.header["argv"] == ["-m", "core", "live", "--video", str(clip), "--no-vmc", "--face",
+                                          "--progress", "json", "--watch-stdin"]
+    want = expected_faces(count)
+    np.testing.assert_allclose(key_values(mesh), expected_keys(want[-1]), atol=1e-6)
+    assert not np.allclose(key_values(mesh), KEY_REST)
+    # Every tick showed the weights of the frame shown when it had a face (frames without one hold what was shown).
+    checked = [frame for frame, values in seen if frame >= 0 and has_face(frame)
+               and np.allclose(values, expected_keys(want[frame]), atol=1e-6)]
+    assert len(checked) == len([frame for frame, _ in seen if frame >= 0 and has_face(frame)]) > 0
+    assert not np.allclose(np.array(obj.pose.bones[names["LeftUpperArm"]].matrix_basis), arm_before)
+    messages = run.finish(bpy.context)
+    assert not any(level == "ERROR" or "shape keys" in text for level, text in messages), messages
+    np.testing.assert_allclose(key_values(mesh), KEY_REST)  # Stop puts them back with the pose
+    np.testing.assert_allclose(np.array(obj.pose.bones[names["LeftUpperArm"]].matrix_basis), arm_before, atol=1e-6)
+
+    # apply_pose on its own: a target prepared with the stream's names sets the shape keys with the body.
+    target = live.prepare_target(obj, expressions=expression_names())
+    assert [sorted(m.drives) for m in target.face] == [sorted(FACE_KEYS)]
+    rotations, root = stream_frames(known_motion(), 1)
+    live.apply_pose(obj, live.LivePose(0, 0.0, 0.0, root[0], rotations[0], 0.0, want[5]), target=target)
+    np.testing.assert_allclose(key_values(mesh), expected_keys(want[5]), atol=1e-6)
+    t0 = time.perf_counter()
+    for f in range(100):
+        assert live.write_expressions(target, live.LivePose(f, 0.0, 0.0, root[0], rotations[0], 0.0, want[f % count]))
+    FIGURES["face_write_ms"] = 10 * (time.perf_counter() - t0)  # per pose, on the main thread
+
+
+def test_record_keys_the_face_one_key_per_received_frame(ext, live_setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record with Face on: one new Key action on the face mesh with one key per received frame on each matched
+    shape key, from the frame where recording began, valued as received (frames without a face hold the last)."""
+    live_ui = submodule(ext, "live_ui")
+    obj, names, _ = live_setup
+    mesh = add_face_mesh(obj)
+    count = 40
+    monkeypatch.setenv("MIMIC_FAKE_FACE", "1")
+    monkeypatch.setenv("MIMIC_FAKE_FRAMES", str(count))
+    monkeypatch.setenv("MIMIC_FAKE_INTERVAL", "0.005")
+    scene = bpy.context.scene
+    scene.frame_set(10)
+    scene.mimic.use_live_face = scene.mimic.use_live_record = True
+    run = live_ui.start_run(bpy.context)
+    tick_until(run, bpy.context, lambda: False)
+    messages = run.finish(bpy.context)
+    assert run.session.received == count and not any(level == "ERROR" for level, _ in messages), messages
+    body = obj.animation_data.action
+    assert run.actions == [body.name] and body.name == f"{obj.name}_live"
+    anim = mesh.data.shape_keys.animation_data
+    assert run.face_actions == [anim.action.name] == [f"{body.name}_face_{mesh.name}"]
+    assert any(level == "INFO" and text.startswith("Face: 3 shape keys keyed") for level, text in messages)
+    curves = {fc.data_path: fc for fc in fcurves(anim.action)}
+    assert sorted(curves) == sorted(f'key_blocks["{k}"].value' for k in FACE_KEYS)
+    want = expected_keys(expected_faces(count))
+    for k, key in enumerate(FACE_KEYS):
+        co = np.array([tuple(kp.co) for kp in curves[f'key_blocks["{key}"].value'].keyframe_points])
+        assert np.array_equal(co[:, 0], np.arange(10, 10 + count)), key
+        np.testing.assert_allclose(co[:, 1], want[:, k], atol=1e-6)
+    scene.frame_set(10 + 21)  # the take plays back on the shape keys
+    np.testing.assert_allclose(key_values(mesh), want[21], atol=1e-6)
+    scene.mimic.use_live_record = False
+
+
+@pytest.mark.parametrize("keys, notice", [((), "no shape keys for"), (("mouthCustom",), "no shape keys matching")])
+def test_face_on_a_character_without_its_shape_keys_streams_the_body(ext, live_setup, monkeypatch: pytest.MonkeyPatch,
+                                                                      keys: tuple[str, ...], notice: str) -> None:
+    """Face on, a character without shape keys (or none the mapping names): the body is posed and recorded, one
+    INFO notice says why the face is not, no error."""
+    live_ui = submodule(ext, "live_ui")
+    obj, names, _ = live_setup
+    if keys:
+        add_face_mesh(obj, keys)
+    count = 20
+    monkeypatch.setenv("MIMIC_FAKE_FACE", "1")
+    monkeypatch.setenv("MIMIC_FAKE_FRAMES", str(count))
+    monkeypatch.setenv("MIMIC_FAKE_INTERVAL", "0.005")
+    bpy.context.scene.mimic.use_live_face = bpy.context.scene.mimic.use_live_record = True
+    run = live_ui.start_run(bpy.context)
+    tick_until(run, bpy.context, lambda: False)
+    messages = run.finish(bpy.context)
+    assert run.applied > 0 and run.session.received == count
+    assert not any(level == "ERROR" for level, _ in messages), messages
+    notices = [(level, text) for level, text in messages if "shape keys" in text]
+    assert len(notices) == 1 and notices[0][0] == "INFO" and f"{obj.name} has {notice}" in notices[0][1], messages
+    assert run.face_actions == [] and bpy.data.actions.get(f"{obj.name}_live") is not None
+    curve = next(fc for fc in fcurves(obj.animation_data.action) if names["LeftUpperArm"] in fc.data_path)
+    assert len(curve.keyframe_points) == count
+    bpy.context.scene.mimic.use_live_record = False
 
 
 def test_stop_ends_the_core_and_puts_the_pose_back(ext, live_setup, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -398,6 +620,14 @@ def test_operators_panel_and_refusals(ext, live_setup) -> None:
         live_ui.start_run(bpy.context)
     settings.live_source, settings.live_camera = "CAMERA", 3
     assert live_ui.live_source(settings).to_args() == ["--camera", "3", "--no-vmc"]
+    settings.use_live_face = True
+    assert live_ui.live_source(settings).to_args() == ["--camera", "3", "--no-vmc", "--face"]
+    calls: list = []
+    live_ui.MIMIC_PT_live.draw(type("P", (), {"layout": LayoutRecorder(calls)})(), bpy.context)
+    assert ("prop", (settings, "use_live_face"), {}) in calls
+    prop = type(settings).bl_rna.properties["use_live_face"]
+    assert prop.name == "Face" and "10 %" in prop.description and not prop.default
+    settings.use_live_face = False
     bpy.context.view_layer.objects.active = None
     with pytest.raises(live_ui.RetargetError, match="Select your character's armature"):
         live_ui.start_run(bpy.context)
