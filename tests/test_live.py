@@ -124,8 +124,10 @@ def test_vmc_receiver_gets_every_pose_with_the_humanoid_bones(streamed: dict) ->
     arrivals = np.array([t for t, _ in receiver.of(ADDRESS["time"])])
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
     # The rate the receiver sees is the one the core reports (how fast that is, is bench/live.py's business: it
-    # depends on the machine's load), and never above the clip's own 30 fps.
-    assert rate == pytest.approx(done["fps"], rel=0.1) and rate <= 1.1 * 30, f"{rate:.1f} bundles/s, {done['fps']}"
+    # depends on the machine's load), and no more poses come than the clip has frames in that time (a worker that
+    # fell behind at the start catches up in a burst, so the rate between the first and last bundle may pass 30/s).
+    assert rate == pytest.approx(done["fps"], rel=0.1), f"{rate:.1f} bundles/s, {done['fps']}"
+    assert frames <= round((stream_times[-1] - stream_times[0]) * 30.0) + 1
     quats = np.array([args[4:8] for _, args in receiver.of(ADDRESS["bone"])])
     np.testing.assert_allclose(np.linalg.norm(quats, axis=-1), 1.0, atol=1e-5)
 
