@@ -99,7 +99,7 @@ class MIMIC_PG_settings(ImportSettings, bpy.types.PropertyGroup):
     use_live_face: BoolProperty(name="Face", default=False,
                                 description="Also track the face and set the character's shape keys as it moves "
                                             "(blinks, mouth shapes, brows, gaze; mapped as in Mimic > Face), "
-                                            "keyed by Record; costs about 10 % more time per frame")
+                                            "keyed by Record; adds about 6 ms of latency a frame")
     use_live_record: BoolProperty(name="Record", default=False,
                                   description="Key every frame that arrives into a new action on the character "
                                               "(one key per received frame from the current frame on)")

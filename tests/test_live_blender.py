@@ -626,7 +626,7 @@ def test_operators_panel_and_refusals(ext, live_setup) -> None:
     live_ui.MIMIC_PT_live.draw(type("P", (), {"layout": LayoutRecorder(calls)})(), bpy.context)
     assert ("prop", (settings, "use_live_face"), {}) in calls
     prop = type(settings).bl_rna.properties["use_live_face"]
-    assert prop.name == "Face" and "10 %" in prop.description and not prop.default
+    assert prop.name == "Face" and "6 ms" in prop.description and not prop.default
     settings.use_live_face = False
     bpy.context.view_layer.objects.active = None
     with pytest.raises(live_ui.RetargetError, match="Select your character's armature"):
