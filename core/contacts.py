@@ -13,7 +13,7 @@ import numpy as np
 from scipy.ndimage import binary_closing, binary_opening, percentile_filter
 from scipy.spatial.transform import Rotation
 
-from core.filters import smooth
+from core.filters import hysteresis, smooth
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def foot_contacts(keypoints: np.ndarray, fps: float, feet: Mapping[str, Sequence
     for i, side in enumerate(feet.values()):
         foot = prob[:, start:start + len(side)].max(axis=1, initial=0.0)
         start += len(side)
-        planted = _hysteresis(foot, settings.enter_probability, settings.exit_probability)
+        planted = hysteresis(foot, settings.enter_probability, settings.exit_probability)
         if settings.min_frames > 1 and frames:
             pad = settings.min_frames
             padded = np.pad(planted, pad, mode="edge")  # the clip's ends continue as they are, not as lifted
@@ -202,15 +202,6 @@ def _faster_than_other_foot(speed: np.ndarray, sizes: Sequence[int]) -> np.ndarr
         return np.zeros(speed.shape)
     others = np.stack([np.delete(foot, i, axis=1).min(axis=1) for i in range(foot.shape[1])], axis=1)
     return np.repeat(np.maximum(foot - others, 0.0), sizes, axis=1)
-
-
-def _hysteresis(p: np.ndarray, enter: float, leave: float) -> np.ndarray:
-    """(F,) bool: on from where p reaches `enter` until it drops below `leave` (a Schmitt trigger)."""
-    state, out = False, np.zeros(len(p), dtype=bool)
-    for f, v in enumerate(p):
-        state = v >= leave if state else v >= enter
-        out[f] = state
-    return out
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ import numpy as np
 from core.common import rigs, rotations
 from core.common.errors import BadRigData
 from core.common.hands import expression_names
-from core.filters import fill_gaps, smooth
+from core.filters import fill_gaps, hysteresis, smooth
 
 MESH_LANDMARKS, FACE_LANDMARKS = 468, 478
 FLIP = np.array([1.0, -1.0, -1.0])  # canonical (x person's left, y up, z to the viewer) -> camera (y down, z away)
@@ -178,16 +178,6 @@ def measures(p: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def hysteresis(c: np.ndarray, enter: float = BLINK_ENTER, leave: float = BLINK_EXIT) -> np.ndarray:
-    """(F, ...) bool: on from c >= enter until c <= leave, off at the start; vectorised over frames."""
-    c = np.asarray(c, dtype=np.float64)
-    event = np.where(c >= enter, 1, np.where(c <= leave, 0, -1))
-    idx = np.arange(len(c)).reshape(-1, *([1] * (c.ndim - 1)))
-    last = np.maximum.accumulate(np.where(event >= 0, idx, -1), axis=0)
-    state = np.take_along_axis(event, np.maximum(last, 0), axis=0) == 1
-    return state & (last >= 0)
-
-
 def _median3(x: np.ndarray) -> np.ndarray:
     """Running median of 3 frames along axis 0: drops one-frame spikes, keeps steps sharp (edges repeated)."""
     padded = np.concatenate([x[:1], x, x[-1:]])
@@ -312,7 +302,7 @@ def solve_face(face_image: np.ndarray, face_present: np.ndarray, fps: float) -> 
     m = {k: _filled(v, present, fps) for k, v in measures(p).items()}
     neutral = neutral_of(m, present)
     closure = _median3(eye_closure(m, neutral))
-    closed = hysteresis(closure)
+    closed = hysteresis(closure, BLINK_ENTER, BLINK_EXIT)
     expressions = weights(m, neutral, closure, closed)
     soft = soft_channels()
     expressions[:, soft] = smooth(expressions[:, soft], fps, SMOOTH_HZ)

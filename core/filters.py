@@ -1,4 +1,5 @@
-"""Time-series clean-up for keypoint tracks: gap filling, zero-phase low-pass smoothing, constant-rate resampling.
+"""Time-series clean-up for keypoint tracks: gap filling, zero-phase low-pass smoothing, a Schmitt trigger
+(hysteresis), constant-rate resampling.
 
 Every function is vectorised over frames (axis 0) and over everything after it (keypoints, xyz).
 """
@@ -87,6 +88,17 @@ def smooth(x: np.ndarray, fps: float, cutoff_hz: float | None = 6.0, order: int 
         trend = mean + t[:, None] * slope
         flat[:, finite] = sosfiltfilt(sos, cols - trend, axis=0, padlen=padlen) + trend
     return flat.reshape(x.shape)
+
+
+def hysteresis(c: np.ndarray, enter: float, leave: float) -> np.ndarray:
+    """(F, ...) bool, a Schmitt trigger along axis 0: on from where c >= enter until c <= leave (enter > leave), off
+    at the start; vectorised over frames."""
+    c = np.asarray(c, dtype=np.float64)
+    event = np.where(c >= enter, 1, np.where(c <= leave, 0, -1))
+    idx = np.arange(len(c)).reshape(-1, *([1] * (c.ndim - 1)))
+    last = np.maximum.accumulate(np.where(event >= 0, idx, -1), axis=0)
+    state = np.take_along_axis(event, np.maximum(last, 0), axis=0) == 1
+    return state & (last >= 0)
 
 
 def resample(times: np.ndarray, x: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:

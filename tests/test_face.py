@@ -11,7 +11,8 @@ import pytest
 
 from core.common import rotations
 from core.common.hands import expression_names
-from core.face import canonical_face, hysteresis, solve_face
+from core.face import BLINK_ENTER, BLINK_EXIT, canonical_face, solve_face
+from core.filters import hysteresis
 
 FPS = 30.0
 PX_PER_CM = 12.0
@@ -243,7 +244,8 @@ def test_no_face_at_all_is_neutral():
 
 def test_hysteresis_does_not_flicker():
     c = np.array([0.0, 0.55, 0.65, 0.5, 0.4, 0.5, 0.3, 0.5, 0.59, 0.61, 0.2])
-    assert hysteresis(c).tolist() == [False, False, True, True, True, True, False, False, False, True, False]
+    expected = [False, False, True, True, True, True, False, False, False, True, False]
+    assert hysteresis(c, BLINK_ENTER, BLINK_EXIT).tolist() == expected
 
 
 @pytest.mark.parametrize("mirror", [False, True])
