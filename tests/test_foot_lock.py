@@ -102,6 +102,40 @@ def test_auto_holds_planted_feet_still() -> None:
     assert np.allclose(heel_toe[left][:, :2, 1].min(1), 0.02, atol=1e-3)
 
 
+def rolling_walk() -> Motion:
+    """The sliding walk with the left foot rolling through its contact as a real step does: toes up 15 degrees at
+    heel strike, flat in the middle, heel up 25 degrees at toe off."""
+    walk = sliding_walk()
+    start, end = CONTACTS[0]
+    pitch = np.zeros(FRAMES)
+    pitch[start:end + 1] = np.interp(np.arange(start, end + 1), [start, start + 8, end - 10, end],
+                                     np.radians([15.0, 0.0, 0.0, -25.0]))
+    rotations = walk.rotations.copy()
+    rotations[:, LEGS[0][2]] = quat.multiply(rotations[:, LEGS[0][2]], _about_x(-pitch))
+    return walk.with_channels(rotations=rotations)
+
+
+def test_auto_holds_the_point_the_foot_rolls_about() -> None:
+    """Heel strike to toe off: the heel stays put while the foot turns about it, then the toe while the heel lifts;
+    the ankle itself moves (holding the ankle would slide the heel and then the toe), and nothing jumps where the toe
+    takes over."""
+    walk = rolling_walk()
+    out = foot_lock(walk, "auto")
+    heel, toe = (keypoints_from_pose(out.rotations, out.root_positions, out.skeleton)[:, k] for k in (29, 31))
+    start, end = CONTACTS[0]
+    toe_down = np.flatnonzero(heel[start:end + 1, 1] - toe[start:end + 1, 1] >= DEFAULT.pivot_margin_m)
+    switch = start + int(toe_down[0])
+    on_heel, on_toe = np.zeros(FRAMES, bool), np.zeros(FRAMES, bool)
+    on_heel[start:switch], on_toe[switch:end + 1] = True, True
+    assert on_heel.sum() > 10 and on_toe.sum() > 3
+    assert slide_mm(heel, on_heel).max() < 0.5 and slide_mm(toe, on_toe).max() < 0.5
+    assert slide_mm(ankles(out)[:, 0], on_heel | on_toe).max() > 2.0  # the ankle turns about them
+    assert np.linalg.norm(np.diff(toe[switch - 1:switch + 1, [0, 2]], axis=0)) < 0.002  # no jump at the handover
+    plain = foot_lock(walk, "auto", DEFAULT.__class__(pivot=False))  # the ankle held instead
+    heel_plain = keypoints_from_pose(plain.rotations, plain.root_positions, plain.skeleton)[:, 29]
+    assert slide_mm(heel_plain, on_heel).max() > 2.0
+
+
 def test_auto_keeps_a_valid_plausible_motion() -> None:
     walk = sliding_walk()
     out = foot_lock(walk, "auto")
