@@ -63,7 +63,8 @@ def foot_lock(motion: Motion, mode: str = DEFAULT_MODE, settings: FootLockSettin
 
     Needs motion.contacts (F, 2) bool; the floor is motion.floor["height_m"] (Y up, metres). Only the legs' and
     feet's local rotations and the root's height change. meta["foot_lock"]: the mode, the mean horizontal ankle
-    slide on contact frames before and after (mm/frame), the frames and most metres the hips went down.
+    slide on contact frames before and after (mm/frame; with the pivot the ankle turns about the held heel or toe, so
+    some remains by design), the frames and most metres the hips went down.
     """
     if mode not in MODES:
         raise ValueError(f"foot lock mode {mode!r} is not one of {', '.join(MODES)}")

@@ -4,6 +4,7 @@ on and off; the planted foot's slide and height on the character, in Blender and
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import bpy
@@ -17,6 +18,7 @@ from conftest import LayoutRecorder, clear_scene, enabled_extension, generate_ri
 from core.common.legs import segments
 from core.common.motionfile import Motion
 from core.common.skeleton import humanoid
+from core.foot_lock import DEFAULT as FOOT_LOCK
 from core.foot_lock import foot_lock
 from core.scipy_rotations import to_wxyz
 from test_retarget import action_fcurves, awkward_armature
@@ -33,7 +35,8 @@ REPO = "mimic_feet_tests"
 def planted_walk() -> Motion:
     """Two steps a second at 1 m/s on the canonical humanoid, hips turning and bobbing, knees bending in the swing,
     each foot planted over a bit more than half the cycle (double support); core/foot_lock.py then holds the
-    source's planted feet still, so any slide on the character comes from retargeting."""
+    source's planted ankles still (as Plant Feet holds the character's: pivot off), so any slide on the character
+    comes from retargeting."""
     sk = humanoid()
     t = np.arange(FRAMES) / FPS
     phi = 2.0 * np.pi * t
@@ -56,7 +59,7 @@ def planted_walk() -> Motion:
     contacts = np.stack([np.cos(phi) > -0.2, np.cos(phi) < 0.2], 1)
     motion = Motion(skeleton=sk, fps=FPS, rotations=rot, root_positions=root, contacts=contacts,
                     floor={"height_m": 0.0})
-    return foot_lock(motion, "auto")
+    return foot_lock(motion, "auto", replace(FOOT_LOCK, pivot=False))
 
 
 @pytest.fixture(scope="module")
