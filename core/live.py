@@ -326,7 +326,7 @@ def _worker(frames: Any, results: Any, config: WorkerConfig) -> None:
         names = solver.joint_names
         sender = VmcSender(*config.vmc) if config.vmc else None
         faces = LiveFace() if config.face else None
-        vmc_names = blend_names()
+        vmc_names = blend_names() if faces else {}
         blends = [(k, vmc_names[n]) for k, n in enumerate(faces.names) if n in vmc_names] if faces else []
         _warm_up(solver)
         results.send(("ready",))
