@@ -25,6 +25,7 @@ from core.common.errors import MimicError
 #: A pool gives up when this many workers in a row die before they are ready (a broken environment, not a clip).
 MAX_FAILED_STARTS = 3
 TAIL_LINES = 30
+POLL_STEP_S = 0.01  # how often poll() looks for finished tasks while it waits
 
 
 @dataclass
@@ -146,12 +147,22 @@ class LocalPool:
         return self.info
 
     def poll(self, timeout: float) -> list[Outcome]:
-        """Finished tasks (results and deaths) after waiting up to `timeout` s for the first; replaces dead workers."""
+        """Finished tasks (results and deaths) after waiting up to `timeout` s for the first; replaces dead workers.
+
+        The wait sleeps in POLL_STEP_S steps and never blocks in queue.get: that waits in threading.Condition.wait,
+        where the exception a stop signal's handler raises can land between a lock's release and its re-acquire,
+        and the queue's `with` then fails with "release unlocked lock" instead of the clean stop."""
         out: list[Outcome] = []
-        try:
-            event = self.events.get(timeout=timeout)
-        except queue.Empty:
-            return out
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = self.events.get_nowait()
+                break
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return out
+                time.sleep(min(POLL_STEP_S, remaining))
         while True:
             self._handle(*event, out)
             try:
