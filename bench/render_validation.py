@@ -103,11 +103,18 @@ def body_files(spec: dict) -> Path:
 
 
 def check_held_out(spec: dict) -> None:
-    """Refuse clips the lifter was trained on (training.train.split_files decides)."""
+    """Refuse clips on the wrong side of the lifter's split (training.train.split_files decides): a validation set
+    (the default) may hold only files the lifter was not trained on; a set with "split": "train"
+    (training/render_set.py) only files it was."""
     from training.train import split_files
 
     names = [c["file"] for c in spec["clips"] if "file" in c]
     _, val = split_files(names)
+    if spec.get("split", "validation") == "train":
+        wrong = [n for i, n in enumerate(names) if i in set(val)]
+        if wrong:
+            sys.exit(f"error: {', '.join(wrong)} are held out for validation; a training set may not use them.")
+        return
     trained = [n for i, n in enumerate(names) if i not in set(val)]
     if trained:
         sys.exit(f"error: {', '.join(trained)} were used to train the lifter; pick held-out files.")
@@ -677,7 +684,7 @@ def author_clip(spec: dict, body: Body, clip: dict) -> None:
 
     arm, scene = body.armature, bpy.context.scene
     n = clip["start"] + clip["frames"]
-    q = authored_poses(clip["authored"], spec["authored"][clip["authored"]], n, 30.0)
+    q = authored_poses(clip["authored"], {**spec["authored"][clip["authored"]], **clip.get("params", {})}, n, 30.0)
     rest = {b.name: np.array(b.matrix_local) for b in arm.data.bones}
     hip = 0.5 * (rest["thigh_l"][:3, 3] + rest["thigh_r"][:3, 3])
     bpy.context.view_layer.objects.active = arm
@@ -739,18 +746,19 @@ def prepare_clip(spec: dict, body: Body, clip: dict, bvh: Path | None, max_frame
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--set", type=Path, default=SET, help="the set's definition (default: the validation set)")
     p.add_argument("--only", nargs="*", default=None, help="clip names (default: all)")
     p.add_argument("--out", type=Path, default=CACHE / "validation")
     p.add_argument("--scale", type=float, default=1.0, help="resolution scale (1 = the cameras' sizes in the set)")
     p.add_argument("--max-frames", type=int, default=None, help="render at most this many frames per clip")
     a = p.parse_args()
-    spec = load_set()
+    spec = load_set(a.set)
     clips = [c for c in spec["clips"] if a.only is None or c["name"] in a.only]
     if a.only and len(clips) != len(a.only):
         sys.exit(f"error: unknown clip name; the set has {', '.join(c['name'] for c in spec['clips'])}.")
     check_held_out(spec)
     files = body_files(spec)
-    bvhs = mocap_files({**spec, "clips": clips})
+    bvhs = mocap_files({**spec, "clips": clips}, cache=a.out / "mocap")
     cameras = {cam["name"]: cam for cam in spec["cameras"]}
     a.out.mkdir(parents=True, exist_ok=True)
     todo = [(c, cameras[name]) for c in clips for name in c["cameras"]
@@ -764,7 +772,8 @@ def main() -> int:
         cams = [cam for c, cam in todo if c is clip]
         if not cams:
             continue
-        body = build_body(spec, files)  # fresh per clip: authored clips add IK constraints
+        # fresh per clip: authored clips add IK constraints; a clip may bring its own colours
+        body = build_body({**spec, "colours": {**spec["colours"], **clip.get("colours", {})}}, files)
         truth = prepare_clip(spec, body, clip, bvhs.get(clip.get("file")), a.max_frames)
         for cam in cams:
             camera = place_camera(spec, cam, truth, clip["side"], a.scale)
@@ -793,4 +802,12 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from core.common.errors import Interrupted
+    from core.common.signals import stop_on_signals
+
+    try:  # a signal unwinds the render: its temporary frames and half-written video are removed
+        with stop_on_signals():
+            sys.exit(main())
+    except Interrupted as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
