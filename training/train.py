@@ -46,6 +46,7 @@ from core.lift.normalize import INPUT_CHANNELS
 from core.lift.tcn import infer
 from training.metrics import mpjpe, pa_mpjpe
 from training.mocap import MocapSet, load_mocap
+from training.rendered import RenderedSampler, load_rendered
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAL_STYLES = ("youthful", "proud")
@@ -134,6 +135,8 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     balance: float = 0.0
     init: Path | None = None
+    rendered: Path | None = None
+    rendered_batch: int = 12
     resume: bool = False
     session_minutes: float = 0.0
     session_steps: int = 0
@@ -471,6 +474,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
     to cfg.out with evaluation figures in the weights' meta and in <out>.eval.json."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)  # before the minutes of training, not after
     layout = lifter_layout()
     t0 = time.monotonic()
     data = load_mocap(cfg.data, cfg.cache)
@@ -487,6 +491,12 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
     weights = balance_weights(trainset, cfg.balance) if cfg.balance > 0 else None
     sampler = ChunkSampler(trainset, cfg.chunk + rf - 1, cfg.augment.speed, cfg.seed, weights)
     synth = Synth(layout, cfg.augment)
+    rsampler = None
+    if cfg.rendered is not None:
+        rendered = load_rendered(cfg.rendered, layout, log=log)
+        rsampler = RenderedSampler(rendered, layout, cfg.chunk + rf - 1, cfg.seed + 1)
+        log(f"rendered: {len(rendered.names)} clips, {rendered.frames} frames of MediaPipe's real outputs; "
+            f"{cfg.rendered_batch} chunks a step beside {cfg.batch} synthetic")
     g = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
     log(f"model: {sum(p.numel() for p in model.parameters())} parameters, receptive field {rf} frames")
@@ -495,9 +505,13 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
     if cfg.resume and cfg.checkpoint.is_file():
         step, seen, spent = load_checkpoint(cfg.checkpoint, model, opt, sampler, g)
         log(f"resumed {cfg.checkpoint}: step {step}, {spent / 60:.1f} of {cfg.minutes:.0f} min spent")
+        if rsampler is not None:  # its draws go on from a seed of the step (not bit-identical to one long run)
+            rsampler.rng = np.random.default_rng(cfg.seed + 1 + step)
     start = last_log = last_ckpt = time.monotonic() - spent
     meta = {"keypoints": list(layout.names), "fps": data.fps, "train_files": len(train_idx),
             "val_files": len(val_idx), "train_frames": int(len(trainset.keypoints)), "config": _jsonable(cfg)}
+    if rsampler is not None:
+        meta["rendered"] = {"clips": len(rsampler.data.names), "frames": rsampler.data.frames}
     model.train()
     session_start, session_step = time.monotonic(), step
     while True:
@@ -516,19 +530,18 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         model.set_bn_momentum(0.1 * (0.001 / 0.1) ** frac)
         world = sampler(cfg.batch)
         inputs, pose, traj = synth(world, g)
-        pred, pred_traj = model(add_centred(inputs))
-        sl = slice(rf // 2, rf // 2 + pred.shape[1])
-        pose_loss = torch.linalg.norm(pred - pose[:, sl], dim=-1).mean()
-        traj_loss = (torch.linalg.norm(pred_traj - traj[:, sl], dim=-1) / traj[:, sl, 2].abs()).mean()
-        bones = torch.from_numpy(layout.bones)
-        bone_loss = (torch.linalg.norm(pred[:, :, bones[:, 0]] - pred[:, :, bones[:, 1]], dim=-1)
-                     - torch.linalg.norm(pose[:, sl, bones[:, 0]] - pose[:, sl, bones[:, 1]], dim=-1)).abs().mean()
+        weight = None
+        if rsampler is not None:  # one batch, so batch norm sees synthetic and real-detector chunks together
+            r_in, r_pose, r_traj, r_w = rsampler(cfg.rendered_batch)
+            inputs, pose, traj = torch.cat([inputs, r_in]), torch.cat([pose, r_pose]), torch.cat([traj, r_traj])
+            weight = torch.cat([torch.ones(cfg.batch, inputs.shape[1]), r_w])
+        pose_loss, traj_loss, bone_loss = chunk_losses(model, inputs, pose, traj, layout, weight)
         loss = pose_loss + cfg.traj_weight * traj_loss + cfg.bone_weight * bone_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
-        seen += pred.shape[0] * pred.shape[1]
+        seen += cfg.batch * cfg.chunk
         losses.append((pose_loss.item(), traj_loss.item()))
         now = time.monotonic()
         if now - last_log >= cfg.log_every_s:
@@ -554,6 +567,25 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
     _write_json(Path(str(cfg.out) + ".eval.json"), results)
     log(json.dumps(results, indent=1, default=float))
     return results
+
+
+def chunk_losses(model: TemporalModel, inputs: torch.Tensor, pose: torch.Tensor, traj: torch.Tensor, layout: Layout,
+                 weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The model on chunks inputs (B, T, K, INPUT_CHANNELS) against pose (B, T, K, 3) and trajectory (B, T, 3):
+    mean pose error (m), trajectory error relative to its depth, and bone-length error (m); `weight` (B, T) weighs
+    frames (0 = ignore). The outputs are the middle T - receptive field + 1 frames."""
+    pred, pred_traj = model(add_centred(inputs))
+    rf = model.receptive_field()
+    sl = slice(rf // 2, rf // 2 + pred.shape[1])
+    pose, traj = pose[:, sl], traj[:, sl]
+    w = torch.ones(pred.shape[:2]) if weight is None else weight[:, sl]
+    n = w.sum().clamp_min(1.0)
+    bones = torch.from_numpy(layout.bones)
+    bone_err = (torch.linalg.norm(pred[:, :, bones[:, 0]] - pred[:, :, bones[:, 1]], dim=-1)
+                - torch.linalg.norm(pose[:, :, bones[:, 0]] - pose[:, :, bones[:, 1]], dim=-1)).abs()
+    pose_loss = (torch.linalg.norm(pred - pose, dim=-1).mean(-1) * w).sum() / n
+    traj_loss = ((torch.linalg.norm(pred_traj - traj, dim=-1) / traj[..., 2].abs().clamp_min(0.1)) * w).sum() / n
+    return pose_loss, traj_loss, (bone_err.mean(-1) * w).sum() / n
 
 
 def save_checkpoint(path: Path, model: TemporalModel, opt: torch.optim.Optimizer, sampler: ChunkSampler,
@@ -619,6 +651,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="draw frames with chance (frames of their motion kind)^-BALANCE (0: all alike; 0.5: rare "
                         "kinds such as bows and kicks about four times as often)")
     p.add_argument("--init", type=Path, default=None, help="start from these trained weights (fine-tuning)")
+    p.add_argument("--rendered", type=Path, default=None,
+                   help="a folder of rendered training clips (training/render_set.py): each step also fits "
+                        "--rendered-batch chunks of MediaPipe's real outputs on them")
+    p.add_argument("--rendered-batch", type=int, default=12)
     p.add_argument("--resume", action="store_true",
                    help="go on from this --out's checkpoint (<cache>/checkpoints/), if there is one")
     p.add_argument("--session-minutes", type=float, default=0.0,
@@ -631,7 +667,8 @@ def main(argv: list[str] | None = None) -> int:
                       val_styles=tuple(s for s in a.val_styles.split(",") if s), seed=a.seed, threads=a.threads,
                       eval_cameras=a.eval_cameras, augment=replace(Augment(), limb_turn_p=a.limb_turn_p,
                                       speed=tuple(float(v) for v in a.speed.split(","))),
-                      balance=a.balance, init=a.init, resume=a.resume, session_minutes=a.session_minutes)
+                      balance=a.balance, init=a.init, rendered=a.rendered, rendered_batch=a.rendered_batch,
+                      resume=a.resume, session_minutes=a.session_minutes)
     if a.eval_only:
         torch.set_num_threads(cfg.threads)
         model, meta = load_weights(cfg.out)
