@@ -24,7 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _bvh(path: Path, frames: int) -> Path:
-    path.write_text(f"HIERARCHY\nROOT Hips\n{{\n}}\nMOTION\nFrames: {frames}\nFrame Time: 0.0333333\n")
+    rows = "0 0 0\n" * frames
+    path.write_text("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 3 Xposition Yposition Zposition\n"
+                    "  End Site\n  {\n    OFFSET 0 1 0\n  }\n}\n"
+                    f"MOTION\nFrames: {frames}\nFrame Time: 0.0333333\n{rows}")
     return path
 
 

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from core.bvh import read_bvh
 from core.common.atomic import atomic_path
+from core.common.errors import BadBvhFile
 from training.mocap import find_bvh_files
 from training.train import motion_kind, split_files
 
@@ -39,14 +40,15 @@ ROOT = Path(__file__).resolve().parent.parent
 VALIDATION_SET = ROOT / "bench" / "validation_set.json"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mocap"
 DEFAULT_OUT = ROOT / ".cache" / "rendered_train"
-FRAMES_RE = re.compile(rb"Frames:\s*(\d+)")
 
 
 def bvh_frames(path: Path) -> int:
-    """The frame count in a BVH file's MOTION header (0 when it has none)."""
-    head = path.read_bytes()[:1 << 20]
-    m = FRAMES_RE.search(head[head.find(b"MOTION"):]) if b"MOTION" in head else None
-    return int(m.group(1)) if m else 0
+    """The number of frames in a BVH file (core.bvh reads and checks it); 0 when it is malformed."""
+    try:
+        return len(read_bvh(path).values)
+    except BadBvhFile as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        return 0
 
 
 def pick_files(paths: list[Path], clips: int, rng: np.random.Generator) -> list[Path]:
